@@ -1,0 +1,20 @@
+# Set-up and test entry points; the README's commands call these.
+PYTHON ?= python3
+
+.PHONY: install install-test test demo
+
+install:
+	$(PYTHON) -m pip install -e .
+
+# torchcodec (Audio decoding in `datasets`) needs FFmpeg's shared libraries.
+install-test:
+	@command -v ffmpeg >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq ffmpeg >/dev/null; \
+	  else echo "install FFmpeg (e.g. sudo apt-get install ffmpeg), then rerun"; exit 1; fi; }
+	$(PYTHON) -m pip install -e ".[test]"
+
+test: install-test
+	$(PYTHON) -m pytest
+
+demo: install
+	echoforge build --output demo-corpus

@@ -1,0 +1,3 @@
+from echoforge.cli import main
+
+main()

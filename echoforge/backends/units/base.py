@@ -1,0 +1,91 @@
+"""Unit tokenizer interface, k-means codebooks and the registry of tokenizers.
+
+A tokenizer maps audio to a (num_codebooks, frames) integer array at a fixed frame rate.
+Codec tokenizers (EnCodec: 75 Hz × n codebooks; Mimi: 12.5 Hz × 8) and encoder + k-means
+tokenizers (HuBERT layer features, Whisper encoder states: one codebook at 50 Hz) fit alike.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from echoforge.errors import ConfigError
+from echoforge.registry import Registry
+from echoforge.schemas.records import Units
+
+unit_tokenizers: Registry[UnitTokenizer] = Registry("unit tokenizer")
+
+ASSETS = Path(__file__).resolve().parents[2] / "assets" / "units"
+
+
+class UnitTokenizer:
+    """Audio → speech units."""
+
+    name = "base"
+    frame_rate: float = 50.0
+    codebook_size: int = 0
+    num_codebooks: int = 1
+    sample_rate: int = 16_000
+
+    def setup(self) -> None:
+        raise NotImplementedError
+
+    def encode(self, audio: np.ndarray, sample_rate: int) -> Units:
+        raise NotImplementedError
+
+    def encode_batch(self, audios: list[tuple[np.ndarray, int]]) -> list[Units]:
+        return [self.encode(a, sr) for a, sr in audios]
+
+    def identity(self) -> dict[str, str]:
+        return {"tokenizer": self.name}
+
+
+@dataclass
+class KMeansCodebook:
+    """Cluster centres of a k-means tokenizer, stored as a plain .npy array (never a pickle).
+
+    A JSON file beside it (same name, ``.json``) records how it was made.
+    """
+
+    centroids: np.ndarray  # (k, dim) float32
+    provenance: dict
+    sha256: str
+
+    @classmethod
+    def load(cls, path: str | Path) -> KMeansCodebook:
+        p = Path(path)
+        if not p.exists():
+            raise ConfigError(f"codebook not found: {p}")
+        data = p.read_bytes()
+        try:
+            centroids = np.load(p, allow_pickle=False).astype(np.float32)
+        except ValueError as exc:
+            raise ConfigError(f"codebook {p} is not a plain .npy array ({exc})") from None
+        if centroids.ndim != 2:
+            raise ConfigError(f"codebook {p} must be a (k, dim) array, not shape {centroids.shape}")
+        meta_path = p.with_suffix(".json")
+        provenance = json.loads(meta_path.read_text()) if meta_path.exists() else {}
+        return cls(centroids, provenance, hashlib.sha256(data).hexdigest())
+
+    def save(self, path: str | Path) -> None:
+        p = Path(path)
+        p.parent.mkdir(parents=True, exist_ok=True)
+        np.save(p, self.centroids.astype(np.float32), allow_pickle=False)
+        p.with_suffix(".json").write_text(json.dumps(self.provenance, indent=2, sort_keys=True) + "\n")
+
+    @property
+    def size(self) -> int:
+        return int(self.centroids.shape[0])
+
+    def assign(self, features: np.ndarray) -> np.ndarray:
+        """Index of the nearest centre for each feature row."""
+        if len(features) == 0:
+            return np.zeros(0, dtype=np.int32)
+        c = self.centroids
+        d = (features**2).sum(1, keepdims=True) - 2.0 * features @ c.T + (c**2).sum(1)[None, :]
+        return d.argmin(axis=1).astype(np.int32)

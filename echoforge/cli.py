@@ -1,0 +1,171 @@
+"""Command line: thin click commands over the library functions."""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import sys
+from pathlib import Path
+
+import click
+
+from echoforge.config import load_config
+from echoforge.errors import EchoforgeError
+
+
+def user_errors(fn):
+    """Print an EchoforgeError as one line and exit 2, without a traceback."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except EchoforgeError as exc:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(2)
+        except KeyboardInterrupt:
+            click.echo("interrupted: committed work units are kept; rerun the same command to resume", err=True)
+            sys.exit(130)
+
+    return wrapper
+
+
+def _progress_bar(total_label: str):
+    from tqdm import tqdm
+
+    state: dict = {}
+
+    def update(entry, done, total):
+        if entry is None or "bar" not in state:
+            state["bar"] = tqdm(total=total, initial=done if entry is None else done - 1, unit="unit",
+                                desc=total_label, file=sys.stderr, dynamic_ncols=True)
+            state.update(rows=0, rejected=0, seconds=0.0)
+            if entry is None:
+                return
+        bar = state["bar"]
+        state["rows"] += entry["rows"]
+        state["rejected"] += entry["rejected"]
+        state["seconds"] += entry["audio_seconds"]
+        bar.set_postfix(rows=state["rows"], rejected=state["rejected"], hours=f"{state['seconds'] / 3600:.3f}")
+        bar.update(1)
+        if done == total:
+            bar.close()
+
+    return update
+
+
+@click.group()
+@click.version_option(package_name="echoforge")
+@click.option("-v", "--verbose", is_flag=True, help="Log what the stages do.")
+def main(verbose: bool) -> None:
+    """Build echo-training speech corpora from text QA and dialogue data."""
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+
+
+@main.command()
+@click.argument("inputs", nargs=-1)
+@click.option("--output", "-o", required=True, type=click.Path(file_okay=False), help="Output directory.")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), help="YAML config file.")
+@click.option("--format", "fmt", type=click.Choice(["parquet", "arrow"]), help="Shard format.")
+@click.option("--limit", type=click.IntRange(min=1), help="Use only the first N input rows.")
+@click.option("--workers", type=click.IntRange(min=1), help="Worker processes (local engine).")
+@click.option("--engine", type=click.Choice(["local", "ray", "beam"]), default="local", show_default=True)
+@click.option("--ray-address", help="Join this Ray cluster (default: start a local Ray instance).")
+@click.option("--beam-option", "beam_options", multiple=True,
+              help="Beam pipeline option, e.g. --beam-option=--runner=DataflowRunner (repeatable).")
+@click.option("--overwrite", is_flag=True, help="Replace a different build in the output directory.")
+@user_errors
+def build(inputs, output, config_path, fmt, limit, workers, engine, ray_address, beam_options, overwrite):
+    """Build a corpus from INPUTS (files or datasets); without INPUTS, from the bundled sample.
+
+    Rerunning the same command resumes: committed work units are skipped.
+    """
+    from echoforge.pipeline.build import build as run_build
+    from echoforge.reports import summary_lines
+
+    config = load_config(config_path).with_overrides(output={"format": fmt}, run={"workers": workers})
+    if not inputs:
+        click.echo("no INPUTS given: building from the bundled sample", err=True)
+    options = {"address": ray_address} if engine == "ray" else {"pipeline_args": list(beam_options)} if engine == "beam" else {}
+    manifest = run_build(list(inputs), output, config, limit=limit, engine=engine, engine_options=options,
+                         overwrite=overwrite, on_progress=_progress_bar("build"))
+    for line in summary_lines(manifest, output):
+        click.echo(line)
+
+
+@main.command("dry-run")
+@click.argument("inputs", nargs=-1)
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), help="YAML config file.")
+@click.option("--sample", type=click.IntRange(min=1), default=20, show_default=True, help="Input rows to run.")
+@click.option("--target-hours", type=click.FloatRange(min=0.001), default=6000.0, show_default=True)
+@click.option("--workers", type=click.IntRange(min=1), help="Cores the projection assumes (default: this machine's).")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@user_errors
+def dry_run(inputs, config_path, sample, target_hours, workers, as_json):
+    """Run a sample through every stage and project cost for a target corpus size."""
+    from echoforge.reports import dry_run as run_dry, dry_run_lines
+
+    report = run_dry(list(inputs), load_config(config_path), sample=sample, target_hours=target_hours, cores=workers)
+    if as_json:
+        click.echo(json.dumps(report, indent=2))
+    else:
+        for line in dry_run_lines(report):
+            click.echo(line)
+
+
+@main.command()
+@click.argument("directory", type=click.Path(exists=True, file_okay=False))
+@user_errors
+def validate(directory):
+    """Check schema, counts, checksums and invariants; exit 1 on any violation."""
+    from echoforge.validate import validate_output
+
+    problems, checked = validate_output(Path(directory))
+    for p in problems:
+        click.echo(f"FAIL {p}")
+    click.echo(f"{'invalid' if problems else 'valid'}: {checked} checks, {len(problems)} problems")
+    sys.exit(1 if problems else 0)
+
+
+@main.command()
+@click.argument("directory", type=click.Path(exists=True, file_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@user_errors
+def inspect(directory, as_json):
+    """Summarise rows, hours, voices, quality figures and rejects by reason."""
+    from echoforge.reports import inspect_lines, inspect_output
+
+    report = inspect_output(Path(directory))
+    if as_json:
+        click.echo(json.dumps(report, indent=2))
+    else:
+        for line in inspect_lines(report):
+            click.echo(line)
+
+
+@main.command("fit-units")
+@click.argument("inputs", nargs=-1)
+@click.option("--output", "-o", required=True, type=click.Path(dir_okay=False), help="Codebook .npy to write.")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), help="YAML config (voices, tokenizer).")
+@click.option("--k", type=click.IntRange(min=2), default=500, show_default=True, help="Number of units.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--limit", type=click.IntRange(min=1), help="Use only the first N input rows.")
+@click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True)
+@user_errors
+def fit_units(inputs, output, config_path, k, seed, limit, workers):
+    """Fit a k-means codebook on speech synthesised from INPUTS (default: the bundled fitting text)."""
+    from echoforge.backends.units.fit import DEFAULT_FIT_INPUT, fit_codebook
+
+    config = load_config(config_path)
+    bar = _progress_bar("fit-units")
+    codebook = fit_codebook(list(inputs) or [str(DEFAULT_FIT_INPUT)], config, k=k, seed=seed, limit=limit,
+                            workers=workers, progress=lambda done, total: bar({"rows": 0, "rejected": 0,
+                                                                               "audio_seconds": 0.0}, done, total))
+    codebook.save(output)
+    click.echo(f"wrote {output}: {codebook.size} units from {codebook.provenance['frames']} frames "
+               f"({codebook.provenance['speech_seconds'] / 3600:.2f} h of speech)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,196 @@
+"""Build configuration: YAML validated into pydantic models, errors that name the field."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from echoforge.errors import ConfigError
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class FieldMapping(Section):
+    """Where to find a turn in an input layout the built-in formats do not cover.
+
+    Paths are dotted (``meta.question``). Either ``messages`` (a list of role/content
+    dicts), ``question``/``answer`` fields, or ``instances`` (one instruction with a nested
+    list of input/output pairs) must be given.
+    """
+
+    id: str | None = None
+    messages: str | None = None
+    role: str = "role"
+    content: str = "content"
+    user_roles: list[str] = ["user", "human"]
+    assistant_roles: list[str] = ["assistant", "gpt", "bot"]
+    question: str | None = None
+    context: str | None = None
+    answer: str | None = None
+    instruction: str | None = None
+    instances: str | None = None
+    instance_input: str = "input"
+    instance_output: str = "output"
+
+    @model_validator(mode="after")
+    def _one_layout(self) -> FieldMapping:
+        if not (self.messages or (self.question and self.answer) or (self.instruction and self.instances)):
+            raise ValueError(
+                "give 'messages', or 'question' and 'answer', or 'instruction' and 'instances'"
+            )
+        return self
+
+
+class IngestConfig(Section):
+    format: Literal["auto", "sharegpt", "openai", "alpaca", "qa", "mapping"] = "auto"
+    mapping: FieldMapping | None = None
+    max_history_turns: int = Field(8, ge=0)
+    split: str = "train"  # split of a `datasets` input
+    system_prompts: Literal["drop", "history"] = "drop"
+
+    @model_validator(mode="after")
+    def _mapping_given(self) -> IngestConfig:
+        if self.format == "mapping" and self.mapping is None:
+            raise ValueError("format 'mapping' needs a 'mapping' section")
+        return self
+
+
+Policy = Literal["drop", "reject"]
+
+
+class SpeakableConfig(Section):
+    code: Policy = "drop"
+    tables: Policy = "drop"
+    urls: Policy = "drop"
+    images: Policy = "drop"
+    normalizer: Literal["nemo", "none"] = "nemo"
+    nemo_cache_dir: str | None = None  # default: ~/.cache/echoforge/nemo
+    max_question_chars: int = Field(600, ge=1)
+    max_answer_sentences: int = Field(12, ge=1)
+    max_answer_chars: int = Field(1200, ge=1)
+    overflow: Literal["truncate", "reject"] = "truncate"
+    min_letters: int = Field(2, ge=1)  # fewer speakable letters than this: reject
+
+
+class SynthesisConfig(Section):
+    backend: str = "piper"
+    assistant_voice: str = "joe"
+    user_voices: list[str] = ["joe"]
+    rate_jitter: float = Field(0.08, ge=0.0, lt=0.5)
+    assistant_rate_jitter: float = Field(0.03, ge=0.0, lt=0.5)
+    seed: int = 0
+    noise_scale: float | None = Field(None, ge=0.0)
+    noise_w: float | None = Field(None, ge=0.0)
+    sentence_pause_s: float = Field(0.25, ge=0.0, le=2.0)
+    keep_answer_audio: bool = True
+    batch_size: int = Field(8, ge=1)
+
+    @model_validator(mode="after")
+    def _voices(self) -> SynthesisConfig:
+        if not self.user_voices:
+            raise ValueError("user_voices must name at least one voice")
+        return self
+
+
+class UnitsConfig(Section):
+    tokenizer: str = "whisper-kmeans"
+    codebook: str | None = None  # path to a codebook .npy; default: the packaged one
+    model: str | None = None  # encoder / codec model path; default: the tokenizer's own
+    device: Literal["cpu", "cuda", "auto"] = "cpu"
+    batch_size: int = Field(8, ge=1)
+    unit_lm: str | None = None  # sentencepiece model over deduplicated units
+
+
+class GateConfig(Section):
+    asr: Literal["both", "question", "answer", "none"] = "both"
+    asr_model: str | None = None  # CTranslate2 Whisper model dir; default: bundled tiny.en
+    max_question_wer: float | None = Field(0.5, ge=0.0)
+    max_answer_wer: float | None = Field(0.4, ge=0.0)
+    min_word_errors: int = Field(2, ge=1)  # a WER limit fires only with at least this many wrong words
+    min_duration_s: float = Field(0.3, ge=0.0)
+    max_duration_s: float = Field(90.0, gt=0.0)
+    min_chars_per_second: float = Field(4.0, ge=0.0)
+    max_chars_per_second: float = Field(30.0, gt=0.0)
+    max_leading_silence_s: float = Field(1.0, ge=0.0)
+    max_trailing_silence_s: float = Field(1.5, ge=0.0)
+    max_clipping_ratio: float = Field(0.01, ge=0.0, le=1.0)
+    batch_size: int = Field(8, ge=1)
+
+
+class OutputConfig(Section):
+    format: Literal["parquet", "arrow"] = "parquet"
+    validation_fraction: float = Field(0.05, ge=0.0, lt=1.0)
+
+
+class RunConfig(Section):
+    work_unit_rows: int = Field(16, ge=1)
+    workers: int = Field(1, ge=1)
+    max_failure_ratio: float = Field(0.5, ge=0.0, le=1.0)
+    min_turns_for_ratio: int = Field(50, ge=1)
+
+
+class BuildConfig(Section):
+    ingest: IngestConfig = IngestConfig()
+    speakable: SpeakableConfig = SpeakableConfig()
+    synthesis: SynthesisConfig = SynthesisConfig()
+    units: UnitsConfig = UnitsConfig()
+    gate: GateConfig = GateConfig()
+    output: OutputConfig = OutputConfig()
+    run: RunConfig = RunConfig()
+
+    def with_overrides(self, **sections: dict[str, Any]) -> BuildConfig:
+        """A copy with some fields of some sections changed, validated again."""
+        data = self.model_dump()
+        for section, values in sections.items():
+            data[section].update({k: v for k, v in values.items() if v is not None})
+        return parse_config(data)
+
+    def fingerprint(self) -> str:
+        """Hash of everything that changes output rows (not how many workers compute them)."""
+        data = self.model_dump(mode="json")
+        data["run"] = {"work_unit_rows": data["run"]["work_unit_rows"]}
+        blob = json.dumps(data, sort_keys=True).encode()
+        return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def _field_path(loc: tuple[Any, ...]) -> str:
+    return ".".join(str(p) for p in loc if not str(p).startswith("function-"))
+
+
+def parse_config(data: dict[str, Any] | None) -> BuildConfig:
+    """Validate a config mapping; a mistake raises ConfigError naming the field."""
+    try:
+        return BuildConfig.model_validate(data or {})
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        where = _field_path(err["loc"]) or "config"
+        msg = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            msg = "unknown field"
+        more = f" (and {len(exc.errors()) - 1} more)" if len(exc.errors()) > 1 else ""
+        raise ConfigError(f"config error at {where}: {msg}{more}") from None
+
+
+def load_config(path: str | Path | None) -> BuildConfig:
+    """Read a YAML config file (or the defaults when ``path`` is None)."""
+    if path is None:
+        return BuildConfig()
+    p = Path(path)
+    try:
+        data = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found: {p}") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark else ""
+        raise ConfigError(f"config file {p} is not valid YAML{where}") from None
+    if data is not None and not isinstance(data, dict):
+        raise ConfigError(f"config file {p} must hold a mapping of sections")
+    return parse_config(data)

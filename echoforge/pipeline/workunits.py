@@ -1,0 +1,54 @@
+"""Work units: fixed slices of input rows, the unit of scheduling, commit and resume."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Iterator
+
+from echoforge.io.readers import InputSpec, RawRow, read_slice, resolve_input, scan_input
+
+
+@dataclass(frozen=True)
+class WorkUnit:
+    index: int
+    input_index: int
+    start: int  # first input row (inclusive)
+    stop: int  # last input row (exclusive)
+
+    @property
+    def rows(self) -> int:
+        return self.stop - self.start
+
+
+@dataclass(frozen=True)
+class Plan:
+    inputs: tuple[InputSpec, ...]
+    units: tuple[WorkUnit, ...]
+    rows_per_unit: int
+
+    @property
+    def total_rows(self) -> int:
+        return sum(u.rows for u in self.units)
+
+    def read(self, unit: WorkUnit) -> Iterator[RawRow]:
+        """The input rows of a work unit, tagged with the unit's index."""
+        spec = self.inputs[unit.input_index]
+        for row in read_slice(spec, unit.start, unit.stop, self.rows_per_unit):
+            yield dataclasses.replace(row, work_unit=unit.index)
+
+
+def plan_work_units(uris: list[str], rows_per_unit: int, limit: int | None = None,
+                    split: str = "train") -> Plan:
+    """Scan the inputs and cut them into work units; the same inputs give the same plan."""
+    specs = [scan_input(resolve_input(u, split), rows_per_unit) for u in uris]
+    units: list[WorkUnit] = []
+    budget = limit if limit is not None else float("inf")
+    for i, spec in enumerate(specs):
+        start = 0
+        while start < spec.rows and budget > 0:
+            stop = int(min(spec.rows, start + rows_per_unit, start + budget))
+            units.append(WorkUnit(len(units), i, start, stop))
+            budget -= stop - start
+            start = stop
+    return Plan(tuple(specs), tuple(units), rows_per_unit)

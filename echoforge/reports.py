@@ -1,0 +1,157 @@
+"""Human and JSON reports: build summary, inspect, dry-run projections."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow.parquet as pq
+
+from echoforge.config import BuildConfig
+from echoforge.errors import EchoforgeError
+
+
+def summary_lines(manifest: dict[str, Any], output: str | Path) -> list[str]:
+    rows, rej = manifest["rows"], manifest["rejected"]
+    lines = [
+        f"built {output}: {rows} rows (train {manifest['rows_by_split']['train']}, "
+        f"validation {manifest['rows_by_split']['validation']}), {rej} rejected, "
+        f"{manifest['hours']:.3f} h of speech",
+    ]
+    if manifest["rejects_by_reason"]:
+        top = sorted(manifest["rejects_by_reason"].items(), key=lambda kv: -kv[1])[:5]
+        lines.append("rejects: " + ", ".join(f"{k}={v}" for k, v in top))
+    if manifest["stage_seconds"]:
+        total = sum(manifest["stage_seconds"].values()) or 1.0
+        lines.append("stage time: " + ", ".join(f"{k} {v / total:.0%}" for k, v in manifest["stage_seconds"].items()))
+    lines.append(f"next: echoforge validate {output} && echoforge inspect {output}")
+    return lines
+
+
+def _load_manifest(root: Path) -> dict[str, Any]:
+    path = root / "manifest.json"
+    if not path.exists():
+        raise EchoforgeError(f"{root} has no manifest.json: is it an echoforge output (finished build)?")
+    return json.loads(path.read_text())
+
+
+def _quantiles(values: list[float]) -> dict[str, float] | None:
+    if not values:
+        return None
+    arr = np.asarray(values, dtype=np.float64)
+    return {"mean": round(float(arr.mean()), 4), "p50": round(float(np.quantile(arr, 0.5)), 4),
+            "p90": round(float(np.quantile(arr, 0.9)), 4), "max": round(float(arr.max()), 4),
+            "share_zero": round(float(np.mean(arr == 0)), 4)}
+
+
+def inspect_output(root: Path) -> dict[str, Any]:
+    """Rows, hours, voices, quality distributions and rejects by reason of an output."""
+    manifest = _load_manifest(root)
+    cols = ["question_voice", "answer_voice", "question_wer", "answer_wer", "answer_duration_s",
+            "question_duration_s", "answer_units_per_second", "answer_dedup_units_per_second"]
+    values: dict[str, list] = {c: [] for c in cols}
+    for shard in manifest["shards"]:
+        path = root / shard["path"]
+        if manifest["format"] == "arrow":
+            import pyarrow as pa
+
+            with pa.OSFile(str(path)) as f:
+                table = pa.ipc.open_stream(f).read_all().select(cols)
+        else:
+            table = pq.read_table(path, columns=cols)
+        for c in cols:
+            values[c].extend(v for v in table.column(c).to_pylist() if v is not None)
+    voices: dict[str, int] = {}
+    for v in values["question_voice"] + values["answer_voice"]:
+        voices[v] = voices.get(v, 0) + 1
+    return {
+        "rows": manifest["rows"],
+        "rows_by_split": manifest["rows_by_split"],
+        "rejected": manifest["rejected"],
+        "hours": manifest["hours"],
+        "answer_hours": manifest["answer_hours"],
+        "rejects_by_reason": manifest["rejects_by_reason"],
+        "voices": voices,
+        "question_wer": _quantiles(values["question_wer"]),
+        "answer_wer": _quantiles(values["answer_wer"]),
+        "corpus_question_wer_mean": _quantiles(values["question_wer"])["mean"] if values["question_wer"] else None,
+        "answer_duration_s": _quantiles(values["answer_duration_s"]),
+        "question_duration_s": _quantiles(values["question_duration_s"]),
+        "answer_units_per_second": _quantiles(values["answer_units_per_second"]),
+        "answer_dedup_units_per_second": _quantiles(values["answer_dedup_units_per_second"]),
+        "tokenizer": manifest["models"].get("tokenizer"),
+        "complete": manifest["complete"],
+    }
+
+
+def inspect_lines(r: dict[str, Any]) -> list[str]:
+    lines = [f"rows: {r['rows']} (train {r['rows_by_split']['train']}, validation {r['rows_by_split']['validation']})",
+             f"rejected: {r['rejected']}",
+             f"hours: {r['hours']:.3f} (answers {r['answer_hours']:.3f})",
+             f"tokenizer: {r['tokenizer']}",
+             "voices: " + ", ".join(f"{k}={v}" for k, v in sorted(r["voices"].items()))]
+    for key in ("question_wer", "answer_wer", "answer_duration_s", "answer_dedup_units_per_second"):
+        q = r[key]
+        if q:
+            lines.append(f"{key}: mean {q['mean']} p50 {q['p50']} p90 {q['p90']} max {q['max']}")
+    if r["rejects_by_reason"]:
+        lines.append("rejects by reason:")
+        lines += [f"  {k}: {v}" for k, v in sorted(r["rejects_by_reason"].items(), key=lambda kv: -kv[1])]
+    if not r["complete"]:
+        lines.append("INCOMPLETE: not every work unit is committed; rerun the build to finish it")
+    return lines
+
+
+def dry_run(inputs: list[str], config: BuildConfig, *, sample: int, target_hours: float,
+            cores: int | None = None) -> dict[str, Any]:
+    """Build a sample into a temporary directory and project the cost of the target size."""
+    from echoforge.pipeline.build import build
+
+    cores = cores or os.cpu_count() or 1
+    config = config.with_overrides(run={"workers": 1}, output={"validation_fraction": 0.0})
+    with tempfile.TemporaryDirectory(prefix="echoforge-dry-run-") as tmp:
+        t0 = time.perf_counter()
+        manifest = build(inputs, Path(tmp) / "out", config, limit=sample)
+        wall = time.perf_counter() - t0
+        disk = sum(f.stat().st_size for f in (Path(tmp) / "out").rglob("*") if f.is_file())
+    audio_s = manifest["hours"] * 3600.0
+    if audio_s <= 0:
+        raise EchoforgeError("the sample produced no audio (every turn was rejected); see the rejects and fix the input")
+    stage = manifest["stage_seconds"]
+    per_audio = {k: round(v / audio_s, 5) for k, v in stage.items()}
+    compute_per_audio = sum(stage.values()) / audio_s
+    target_s = target_hours * 3600.0
+    keep_ratio = manifest["rows"] / max(1, manifest["rows"] + manifest["rejected"])
+    return {
+        "sample_rows": manifest["plan"]["input_rows"],
+        "sample_turns": manifest["rows"] + manifest["rejected"],
+        "kept_ratio": round(keep_ratio, 4),
+        "sample_audio_seconds": round(audio_s, 2),
+        "sample_wall_seconds": round(wall, 2),
+        "stage_seconds_per_audio_second": per_audio,
+        "compute_seconds_per_audio_second": round(compute_per_audio, 5),
+        "target_hours": target_hours,
+        "projected_cpu_hours": round(compute_per_audio * target_s / 3600.0 / max(keep_ratio, 1e-6), 1),
+        "projected_disk_bytes": int(disk / audio_s * target_s),
+        "projected_wall_hours": round(compute_per_audio * target_s / 3600.0 / max(keep_ratio, 1e-6) / cores, 1),
+        "cores": cores,
+        "rejects_by_reason": manifest["rejects_by_reason"],
+    }
+
+
+def dry_run_lines(r: dict[str, Any]) -> list[str]:
+    lines = [f"sample: {r['sample_rows']} input rows → {r['sample_turns']} turns, kept {r['kept_ratio']:.0%}, "
+             f"{r['sample_audio_seconds']:.1f} s of speech in {r['sample_wall_seconds']:.1f} s wall",
+             "seconds of compute per second of audio:"]
+    lines += [f"  {k:<11} {v:.4f}" for k, v in r["stage_seconds_per_audio_second"].items()]
+    lines += [f"  {'total':<11} {r['compute_seconds_per_audio_second']:.4f}",
+              f"projection for {r['target_hours']:g} h of speech:",
+              f"  CPU-hours   {r['projected_cpu_hours']:,.1f}",
+              f"  disk        {r['projected_disk_bytes'] / 1e9:,.1f} GB",
+              f"  wall time   {r['projected_wall_hours']:,.1f} h on {r['cores']} cores"]
+    return lines

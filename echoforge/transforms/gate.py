@@ -1,0 +1,116 @@
+"""Gate: quality figures for every turn, and rejection of turns that fail a threshold.
+
+Figures: ASR round-trip WER (faster-whisper; reference and hypothesis both passed through
+Whisper's English normaliser, scored with jiwer), characters per second, leading and trailing
+silence, clipping and unit rates. Every figure becomes a column; thresholds live in
+:class:`~echoforge.config.GateConfig`; a failing turn is rejected with the figure that failed.
+"""
+
+from __future__ import annotations
+
+from echoforge.audio import clipping_ratio, edge_silence, resample
+from echoforge.backends.asr import WHISPER_RATE, WhisperASR
+from echoforge.config import BuildConfig
+from echoforge.schemas.records import Turn
+from echoforge.transforms.base import Resources, Stage, StageReject
+
+
+class WordErrorRate:
+    """WER after Whisper's English text normaliser."""
+
+    def __init__(self):
+        from whisper_normalizer.english import EnglishTextNormalizer
+
+        self._norm = EnglishTextNormalizer()
+
+    def normalize(self, text: str) -> str:
+        return self._norm(text)
+
+    def __call__(self, reference: str, hypothesis: str) -> float:
+        import jiwer
+
+        ref, hyp = self._norm(reference).strip(), self._norm(hypothesis).strip()
+        if not ref:
+            return 0.0 if not hyp else 1.0
+        if not hyp:
+            return 1.0
+        return float(jiwer.wer(ref, hyp))
+
+
+class Gate(Stage[Turn]):
+    name = "gate"
+
+    def __init__(self, config: BuildConfig):
+        super().__init__(config)
+        self.asr = WhisperASR(config.gate.asr_model) if config.gate.asr != "none" else None
+        self.wer: WordErrorRate | None = None
+
+    @property
+    def resources(self) -> Resources:
+        return Resources(batch_size=self.config.gate.batch_size, uses_model=self.asr is not None)
+
+    def setup(self) -> None:
+        if self.asr is not None:
+            self.asr.setup()
+        self.wer = WordErrorRate()
+
+    def identity(self) -> dict[str, str]:
+        return self.asr.identity() if self.asr is not None else {}
+
+    def measure(self, turn: Turn) -> tuple[dict[str, float | str | None], dict[str, int]]:
+        """Quality figures of a turn, and the word count of each side's normalised reference."""
+        g = self.config.gate
+        q, a, u = turn.question_speech, turn.answer_speech, turn.answer_units
+        figures: dict[str, float | str | None] = {}
+        ref_words: dict[str, int] = {}
+        for side, speech, spoken in (("question", q, turn.question_spoken), ("answer", a, turn.answer_spoken)):
+            lead, trail = edge_silence(speech.audio, speech.sample_rate)
+            figures[f"{side}_leading_silence_s"] = round(lead, 3)
+            figures[f"{side}_trailing_silence_s"] = round(trail, 3)
+            figures[f"{side}_clipping_ratio"] = round(clipping_ratio(speech.audio), 6)
+            if g.asr in ("both", side):
+                text = self.asr.transcribe(resample(speech.audio, speech.sample_rate, WHISPER_RATE)).text
+                figures[f"{side}_asr_text"] = text
+                figures[f"{side}_wer"] = round(self.wer(spoken, text), 4)
+                ref_words[side] = len(self.wer.normalize(spoken).split())
+        figures["answer_chars_per_second"] = round(len(turn.answer_spoken) / max(a.duration_s, 1e-6), 3)
+        if u is not None and a.duration_s > 0:
+            figures["answer_units_per_second"] = round(u.num_frames / a.duration_s, 3)
+            figures["answer_dedup_units_per_second"] = round(u.dedup()[0].shape[1] / a.duration_s, 3)
+        return figures, ref_words
+
+    def check(self, turn: Turn, f: dict, ref_words: dict[str, int]) -> None:
+        """Raise StageReject naming the first figure outside its limit."""
+        g = self.config.gate
+        a = turn.answer_speech
+        limits = [
+            ("question_wer", f.get("question_wer"), None, g.max_question_wer),
+            ("answer_wer", f.get("answer_wer"), None, g.max_answer_wer),
+            ("answer_duration_s", a.duration_s, g.min_duration_s, g.max_duration_s),
+            ("question_duration_s", turn.question_speech.duration_s, g.min_duration_s, g.max_duration_s),
+            ("answer_chars_per_second", f["answer_chars_per_second"], g.min_chars_per_second, g.max_chars_per_second),
+            ("answer_leading_silence_s", f["answer_leading_silence_s"], None, g.max_leading_silence_s),
+            ("answer_trailing_silence_s", f["answer_trailing_silence_s"], None, g.max_trailing_silence_s),
+            ("question_leading_silence_s", f["question_leading_silence_s"], None, g.max_leading_silence_s),
+            ("question_trailing_silence_s", f["question_trailing_silence_s"], None, g.max_trailing_silence_s),
+            ("answer_clipping_ratio", f["answer_clipping_ratio"], None, g.max_clipping_ratio),
+            ("question_clipping_ratio", f["question_clipping_ratio"], None, g.max_clipping_ratio),
+        ]
+        for name, value, low, high in limits:
+            if value is None:
+                continue
+            if low is not None and value < low:
+                raise StageReject(f"{name}_low", f"{name}={value:.3f} below the minimum {low}")
+            if high is not None and value > high:
+                extra = ""
+                if name.endswith("_wer"):
+                    side = name.split("_")[0]
+                    if round(value * ref_words.get(side, 0)) < g.min_word_errors:
+                        continue
+                    extra = f"; heard: {f.get(f'{side}_asr_text', '')[:200]!r}"
+                raise StageReject(f"{name}_high", f"{name}={value:.3f} above the maximum {high}{extra}")
+
+    def process_one(self, turn: Turn) -> Turn:
+        figures, ref_words = self.measure(turn)
+        self.check(turn, figures, ref_words)
+        return turn.replace(quality=figures)

@@ -1,0 +1,267 @@
+"""Speakable text: markdown → prose → sentences → normalised spoken form.
+
+Markdown is parsed with markdown-it-py (tables, strikethrough and linkify on); code, tables,
+URLs and images are dropped with a note or reject the row, per
+:class:`~echoforge.config.SpeakableConfig`. Sentences come from pysbd, emoji are removed with
+the ``emoji`` package, and NeMo's normaliser turns numbers, money, dates and units into words.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import dataclass, field
+
+from echoforge.backends.normalizers import normalizers
+from echoforge.config import BuildConfig
+from echoforge.schemas.records import Turn
+from echoforge.transforms.base import Resources, Stage, StageReject
+
+_WORDLIKE_CODE = re.compile(r"^[A-Za-z][A-Za-z0-9_ .'-]{0,40}$")
+_MAX_SENTENCE_CHARS = 400  # longer sentences are split at clause marks before normalising
+
+
+@dataclass
+class Prose:
+    """Speakable blocks of a markdown text and notes on what was left out."""
+
+    blocks: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    refused: str | None = None  # reason, when a 'reject' policy fired
+
+
+class MarkdownToProse:
+    """Walks markdown-it tokens and keeps what can be read aloud."""
+
+    def __init__(self, config: BuildConfig):
+        from markdown_it import MarkdownIt
+
+        self.policy = config.speakable
+        self.md = MarkdownIt("commonmark", {"linkify": True}).enable(["table", "strikethrough", "linkify"])
+
+    def _skip(self, prose: Prose, kind: str, policy: str, what: str) -> None:
+        if policy == "reject" and prose.refused is None:
+            prose.refused = f"{kind}: {what}"
+        prose.notes.append(f"dropped {what}")
+
+    def convert(self, text: str) -> Prose:
+        prose = Prose()
+        tokens = self.md.parse(text)
+        i = 0
+        list_item_depth = 0
+        while i < len(tokens):
+            tok = tokens[i]
+            if tok.type in ("fence", "code_block"):
+                lang = (tok.info or "").strip().split(" ")[0]
+                lines = tok.content.count("\n")
+                self._skip(prose, "code", self.policy.code, f"code block ({lang or 'plain'}, {lines} lines)")
+            elif tok.type == "table_open":
+                j = i
+                while tokens[j].type != "table_close":
+                    j += 1
+                rows = sum(1 for t in tokens[i:j] if t.type == "tr_open")
+                self._skip(prose, "table", self.policy.tables, f"table ({rows} rows)")
+                i = j
+            elif tok.type == "html_block":
+                prose.notes.append("dropped HTML block")
+            elif tok.type == "list_item_open":
+                list_item_depth += 1
+            elif tok.type == "list_item_close":
+                list_item_depth -= 1
+            elif tok.type == "inline":
+                heading = i > 0 and tokens[i - 1].type == "heading_open"
+                line = self._inline(tok.children or [], prose).strip()
+                if line:
+                    if (heading or list_item_depth) and line[-1] not in ".!?:;":
+                        line += "."
+                    prose.blocks.append(line)
+            i += 1
+        return prose
+
+    def _inline(self, children, prose: Prose) -> str:
+        out: list[str] = []
+        in_link_url = False
+        for child in children:
+            t = child.type
+            if t == "text":
+                if not in_link_url:
+                    out.append(child.content)
+            elif t in ("softbreak", "hardbreak"):
+                out.append(" ")
+            elif t == "code_inline":
+                if _WORDLIKE_CODE.match(child.content):
+                    out.append(child.content)
+                else:
+                    self._skip(prose, "code", self.policy.code, "inline code")
+            elif t == "link_open":
+                if child.markup in ("linkify", "autolink"):
+                    in_link_url = True
+                    self._skip(prose, "url", self.policy.urls, "URL")
+            elif t == "link_close":
+                in_link_url = False
+            elif t == "image":
+                self._skip(prose, "image", self.policy.images, "image")
+            elif t == "html_inline":
+                continue
+        return "".join(out)
+
+
+def _speakable_chars(text: str) -> tuple[str, list[str]]:
+    """Remove emoji and scripts the voice cannot read (before normalising); say what went."""
+    import emoji
+
+    notes = []
+    stripped = emoji.replace_emoji(text, replace="")
+    if stripped != text:
+        notes.append("dropped emoji")
+    kept, foreign = [], 0
+    for ch in stripped:
+        cat = unicodedata.category(ch)
+        if cat.startswith("L") and not unicodedata.name(ch, "").startswith("LATIN"):
+            foreign += 1
+            kept.append(" ")
+        elif cat in ("Co", "Cs", "Cn", "Cc", "Cf"):
+            kept.append(" ")
+        else:
+            kept.append(ch)
+    if foreign:
+        notes.append(f"dropped {foreign} letters of a non-Latin script")
+    return re.sub(r"[ \t]+", " ", "".join(kept)).strip(), notes
+
+
+def _tidy(spoken: str) -> str:
+    """Drop symbols the normaliser left (the voice would skip them) and stray spaces."""
+    spoken = "".join(" " if unicodedata.category(ch) in ("So", "Sk", "Sm", "Sc") else ch for ch in spoken)
+    spoken = re.sub(r"\s+([.,!?;:])", r"\1", spoken)
+    spoken = re.sub(r"([.,!?;:])(?:\s*[.,;:])+", r"\1", spoken)
+    return re.sub(r"\s+", " ", spoken).strip()
+
+
+def _letters(text: str) -> int:
+    return sum(1 for ch in text if ch.isalpha())
+
+
+class Speakable(Stage[Turn]):
+    """Turn question and answer text into what the voice will say."""
+
+    name = "speakable"
+
+    def __init__(self, config: BuildConfig):
+        super().__init__(config)
+        c = config.speakable
+        self.normalizer = normalizers.create(c.normalizer, c.nemo_cache_dir) if c.normalizer == "nemo" \
+            else normalizers.create(c.normalizer)
+        self._md: MarkdownToProse | None = None
+        self._segmenter = None
+
+    @property
+    def resources(self) -> Resources:
+        return Resources(batch_size=32, uses_model=True)
+
+    def setup(self) -> None:
+        import pysbd
+
+        self.normalizer.setup()
+        self._md = MarkdownToProse(self.config)
+        self._segmenter = pysbd.Segmenter(language="en", clean=False)
+
+    def identity(self) -> dict[str, str]:
+        return self.normalizer.identity()
+
+    def sentences(self, text: str) -> tuple[list[str], list[str], str | None]:
+        """Spoken sentences of a text, notes on what was dropped, and a refusal reason."""
+        prose = self._md.convert(text)
+        notes = list(prose.notes)
+        out: list[str] = []
+        for block in prose.blocks:
+            clean, char_notes = _speakable_chars(block)
+            notes.extend(char_notes)
+            for sentence in self._segmenter.segment(clean):
+                for piece in _split_long(sentence.strip()):
+                    spoken = self._normalize(piece)
+                    if _letters(spoken) > 0:
+                        out.append(spoken)
+        return out, sorted(set(notes), key=notes.index), prose.refused
+
+    def _normalize(self, sentence: str) -> str:
+        try:
+            spoken = self.normalizer.normalize(sentence)
+        except Exception:  # noqa: BLE001 - the normaliser's grammar may not cover a string
+            spoken = sentence
+        # Digits the grammar left alone are read one by one rather than skipped.
+        spoken = re.sub(r"[0-9]", lambda m: f" {_DIGITS[int(m.group())]} ", spoken)
+        return _tidy(spoken)
+
+    def process_one(self, turn: Turn) -> Turn:
+        c = self.config.speakable
+        if not turn.question_text.strip() or not turn.answer_text.strip():
+            side = "question" if not turn.question_text.strip() else "answer"
+            raise StageReject("empty_text", f"the {side} is empty")
+        q_sents, q_notes, q_refused = self.sentences(turn.question_text)
+        a_sents, a_notes, a_refused = self.sentences(turn.answer_text)
+        for side, refused in (("question", q_refused), ("answer", a_refused)):
+            if refused:
+                raise StageReject(f"unspeakable_{refused.split(':')[0]}", f"{side} has a {refused.split(': ', 1)[1]} (policy: reject)")
+        if sum(map(_letters, q_sents)) < c.min_letters:
+            raise StageReject("nothing_speakable", "question has nothing speakable" + _why(q_notes))
+        if sum(map(_letters, a_sents)) < c.min_letters:
+            raise StageReject("nothing_speakable", "answer has nothing speakable" + _why(a_notes))
+        q_sents, q_cut = self._cap(q_sents, c.max_question_chars, None, "question")
+        a_sents, a_cut = self._cap(a_sents, c.max_answer_chars, c.max_answer_sentences, "answer")
+        notes = [f"question: {n}" for n in q_notes + q_cut] + [f"answer: {n}" for n in a_notes + a_cut]
+        return turn.replace(
+            question_spoken=" ".join(q_sents),
+            answer_spoken=" ".join(a_sents),
+            answer_sentences=a_sents,
+            speakable_notes=notes,
+        )
+
+    def _cap(self, sents: list[str], max_chars: int, max_sentences: int | None,
+             side: str) -> tuple[list[str], list[str]]:
+        """Keep whole sentences up to the limits; truncate or reject per the overflow policy."""
+        total, kept = 0, []
+        for s in sents:
+            if (max_sentences and len(kept) >= max_sentences) or total + len(s) > max_chars:
+                break
+            kept.append(s)
+            total += len(s) + 1
+        if len(kept) < len(sents):
+            if self.config.speakable.overflow == "reject":
+                raise StageReject("too_long", f"{side} has {len(sents)} sentences / "
+                                  f"{sum(map(len, sents))} characters; limit {max_sentences or '-'} / {max_chars}")
+            if not kept:  # one sentence longer than the cap: cut it at a word boundary
+                kept = [sents[0][:max_chars].rsplit(" ", 1)[0]]
+            return kept, [f"truncated to {len(kept)} of {len(sents)} sentences"]
+        return kept, []
+
+
+_DIGITS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
+
+
+def _why(notes: list[str]) -> str:
+    return f" ({'; '.join(notes)})" if notes else ""
+
+
+def _split_long(sentence: str) -> list[str]:
+    """Split a very long sentence at clause marks so the normaliser stays fast."""
+    if len(sentence) <= _MAX_SENTENCE_CHARS:
+        return [sentence] if sentence else []
+    parts, current = [], ""
+    for piece in re.split(r"(?<=[,;:])\s+", sentence):
+        if current and len(current) + len(piece) > _MAX_SENTENCE_CHARS:
+            parts.append(current)
+            current = piece
+        else:
+            current = f"{current} {piece}".strip()
+    if current:
+        parts.append(current)
+    out = []
+    for p in parts:  # no clause marks at all: cut at word boundaries
+        while len(p) > _MAX_SENTENCE_CHARS:
+            cut = p.rfind(" ", 0, _MAX_SENTENCE_CHARS)
+            cut = cut if cut > 0 else _MAX_SENTENCE_CHARS
+            out.append(p[:cut])
+            p = p[cut:].strip()
+        if p:
+            out.append(p)
+    return out

@@ -1,0 +1,60 @@
+"""Synthesize: speech for the question (16 kHz, Whisper's rate) and the answer (the voice's rate).
+
+Voice policy: the assistant speaks in one stable voice; each conversation's user gets a voice
+drawn from the pool by a seeded hash of the conversation id, so users vary across the corpus
+but not within a conversation. Speaking rate is jittered per turn and side, also seeded.
+"""
+
+from __future__ import annotations
+
+from echoforge.audio import resample
+from echoforge.backends.tts import VoiceRequest, tts_backends
+from echoforge.config import BuildConfig
+from echoforge.schemas.columns import QUESTION_SAMPLE_RATE
+from echoforge.schemas.records import Speech, Turn
+from echoforge.seeding import stable_int, stable_uniform
+from echoforge.transforms.base import Resources, Stage
+
+
+class Synthesize(Stage[Turn]):
+    name = "synthesize"
+
+    def __init__(self, config: BuildConfig):
+        super().__init__(config)
+        c = config.synthesis
+        self.backend = tts_backends.create(
+            c.backend, voices=[c.assistant_voice, *c.user_voices], noise_scale=c.noise_scale, noise_w=c.noise_w
+        )
+
+    @property
+    def resources(self) -> Resources:
+        return Resources(batch_size=self.config.synthesis.batch_size, uses_model=True)
+
+    def setup(self) -> None:
+        self.backend.setup()
+
+    def identity(self) -> dict[str, str]:
+        return self.backend.identity()
+
+    def voices_for(self, turn: Turn) -> tuple[str, float, str, float]:
+        """(user voice, user rate, assistant voice, assistant rate) of a turn."""
+        c = self.config.synthesis
+        user_voice = c.user_voices[stable_int(c.seed, "user-voice", turn.conversation_id) % len(c.user_voices)]
+        q_rate = 1.0 + c.rate_jitter * (2 * stable_uniform(c.seed, "rate", turn.id, "question") - 1)
+        a_rate = 1.0 + c.assistant_rate_jitter * (2 * stable_uniform(c.seed, "rate", turn.id, "answer") - 1)
+        return user_voice, round(q_rate, 4), c.assistant_voice, round(a_rate, 4)
+
+    def process_one(self, turn: Turn) -> Turn:
+        c = self.config.synthesis
+        q_voice, q_rate, a_voice, a_rate = self.voices_for(turn)
+        question = self.backend.synthesize(VoiceRequest(
+            (turn.question_spoken,), q_voice, q_rate, stable_int(c.seed, "noise", turn.id, "question"),
+            c.sentence_pause_s))
+        question = Speech(
+            audio=resample(question.audio, question.sample_rate, QUESTION_SAMPLE_RATE),
+            sample_rate=QUESTION_SAMPLE_RATE, voice=question.voice, rate=question.rate,
+            words=question.words, sentences=question.sentences, phonemes=question.phonemes)
+        answer = self.backend.synthesize(VoiceRequest(
+            tuple(turn.answer_sentences), a_voice, a_rate, stable_int(c.seed, "noise", turn.id, "answer"),
+            c.sentence_pause_s))
+        return turn.replace(question_speech=question, answer_speech=answer)
