@@ -176,11 +176,9 @@ class Speakable(Stage[Turn]):
         for block in prose.blocks:
             clean, char_notes = _speakable_chars(block)
             notes.extend(char_notes)
-            for sentence in self._segmenter.segment(clean):
-                for piece in _split_long(sentence.strip()):
-                    spoken = self._normalize(piece)
-                    if _letters(spoken) > 0:
-                        out.append(spoken)
+            # Normalise before segmenting: digits such as "0." confuse sentence boundaries.
+            spoken = " ".join(self._normalize(piece) for piece in _split_long(clean))
+            out.extend(s.strip() for s in self._segmenter.segment(spoken) if _letters(s) > 0)
         return out, sorted(set(notes), key=notes.index), prose.refused
 
     def _normalize(self, sentence: str) -> str:
@@ -243,11 +241,11 @@ def _why(notes: list[str]) -> str:
 
 
 def _split_long(sentence: str) -> list[str]:
-    """Split a very long sentence at clause marks so the normaliser stays fast."""
+    """Split very long text at sentence or clause marks so the normaliser stays fast."""
     if len(sentence) <= _MAX_SENTENCE_CHARS:
         return [sentence] if sentence else []
     parts, current = [], ""
-    for piece in re.split(r"(?<=[,;:])\s+", sentence):
+    for piece in re.split(r"(?<=[.!?,;:])\s+", sentence):
         if current and len(current) + len(piece) > _MAX_SENTENCE_CHARS:
             parts.append(current)
             current = piece

@@ -1,0 +1,137 @@
+"""Ingest: readers, layouts, turns, stable ids, and bad rows becoming rejects."""
+
+from __future__ import annotations
+
+import json
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from echoforge.config import BuildConfig, parse_config
+from echoforge.errors import InputError
+from echoforge.io.readers import read_slice, resolve_input, scan_input
+from echoforge.pipeline.workunits import plan_work_units
+from echoforge.transforms.ingest import Ingest, detect_format
+
+from conftest import SHAREGPT
+
+
+def ingest(path, config: BuildConfig | None = None, rows_per_unit: int = 4):
+    plan = plan_work_units([str(path)], rows_per_unit)
+    stage = Ingest(config or BuildConfig())
+    kept, rejected = [], []
+    for unit in plan.units:
+        k, r = stage.process(list(plan.read(unit)))
+        kept += k
+        rejected += r
+    return kept, rejected
+
+
+def test_sharegpt_multi_turn_rows_carry_history_and_index():
+    turns, rejects = ingest(SHAREGPT)
+    data = json.loads(SHAREGPT.read_text())
+    expected = sum(len(c["conversations"]) // 2 for c in data)
+    assert not rejects and len(turns) == expected
+    third = [t for t in turns if t.conversation_id == "identity_2"]
+    assert [t.turn_index for t in third] == [0, 1, 2]
+    assert third[2].history[0] == {"role": "user", "text": "What is up?"}
+    assert len(third[2].history) == 4 and third[2].question_text == "Goodbye"
+
+
+def test_ids_are_stable_and_unique():
+    a, _ = ingest(SHAREGPT, rows_per_unit=3)
+    b, _ = ingest(SHAREGPT, rows_per_unit=7)
+    assert [t.id for t in a] == [t.id for t in b]
+    assert len({t.id for t in a}) == len(a)
+
+
+@pytest.mark.parametrize("record, fmt, question, answer", [
+    ({"messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi?"},
+                   {"role": "assistant", "content": [{"type": "text", "text": "Hello."}]}]}, "openai", "Hi?", "Hello."),
+    ({"instruction": "Add.", "input": "2 and 3", "output": "5"}, "alpaca", "Add.\n\n2 and 3", "5"),
+    ({"question": "Why?", "answer": "Because."}, "qa", "Why?", "Because."),
+])
+def test_builtin_layouts(tmp_path, record, fmt, question, answer):
+    assert detect_format(record) == fmt
+    path = tmp_path / "in.jsonl"
+    path.write_text(json.dumps(record) + "\n")
+    (turn,), rejects = ingest(path)
+    assert (turn.question_text, turn.answer_text) == (question, answer) and not rejects
+
+
+def test_field_mapping_with_nested_instances(tmp_path):
+    path = tmp_path / "tasks.json"
+    path.write_text(json.dumps([{"task": {"id": "t1", "text": "Translate to French."},
+                                 "examples": [{"in": "cat", "out": "chat"}, {"in": "dog", "out": "chien"}]}]))
+    config = parse_config({"ingest": {"format": "mapping", "mapping": {
+        "id": "task.id", "instruction": "task.text", "instances": "examples",
+        "instance_input": "in", "instance_output": "out"}}})
+    turns, rejects = ingest(path, config)
+    assert not rejects
+    assert [(t.question_text, t.answer_text, t.turn_index) for t in turns] == [
+        ("Translate to French.\n\ncat", "chat", 0), ("Translate to French.\n\ndog", "chien", 1)]
+    assert turns[0].conversation_id == "t1/0"
+
+
+def test_mapping_must_name_a_layout():
+    from echoforge.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="ingest.mapping"):
+        parse_config({"ingest": {"format": "mapping", "mapping": {"id": "x"}}})
+
+
+def test_csv_and_parquet_readers_agree(tmp_path):
+    rows = [{"question": f"Question {i}, with a comma?", "answer": f"Answer\nline {i}."} for i in range(7)]
+    pq.write_table(pa.Table.from_pylist(rows), tmp_path / "qa.parquet", row_group_size=3)
+    import csv
+
+    with open(tmp_path / "qa.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=["question", "answer"])
+        w.writeheader()
+        w.writerows(rows)
+    for name in ("qa.parquet", "qa.csv"):
+        turns, rejects = ingest(tmp_path / name, rows_per_unit=2)
+        assert [(t.question_text, t.answer_text) for t in turns] == [(r["question"], r["answer"]) for r in rows]
+        assert [t.input_row for t in turns] == list(range(7))
+
+
+def test_datasets_directory_input(tmp_path):
+    import datasets
+
+    datasets.Dataset.from_list([{"instruction": "Name a colour.", "output": "Blue."}]).save_to_disk(tmp_path / "ds")
+    (turn,), _ = ingest(tmp_path / "ds")
+    assert turn.answer_text == "Blue." and turn.source == "ds"
+
+
+def test_bad_rows_become_rejects_with_positions(bad_input):
+    turns, rejects = ingest(bad_input)
+    by_row = {r.input_row: r for r in rejects}
+    assert by_row[4].reason == "unreadable_row" and "invalid JSON" in by_row[4].detail
+    assert by_row[5].reason == "unknown_format" and "ingest.format" in by_row[5].detail
+    assert by_row[6].reason == "missing_field"
+    assert by_row[7].reason == "unreadable_row" and "UTF-8" in by_row[7].detail
+    assert all(r.stage == "ingest" and r.source_position.startswith("bad.jsonl:row ") for r in rejects)
+    assert sorted({t.input_row for t in turns} | set(by_row)) == list(range(12))
+
+
+def test_slices_read_the_same_rows_as_one_pass(bad_input):
+    spec = scan_input(resolve_input(str(bad_input)), 5)
+    whole = [r.position for r in read_slice(spec, 0, spec.rows, 5)]
+    pieces = [r.position for s in range(0, spec.rows, 5) for r in read_slice(spec, s, s + 5, 5)]
+    assert whole == pieces == list(range(12))
+
+
+def test_unknown_file_type_and_missing_input(tmp_path):
+    (tmp_path / "x.txt").write_text("hello")
+    with pytest.raises(InputError, match="unknown file type"):
+        resolve_input(str(tmp_path / "x.txt"))
+    with pytest.raises(InputError, match="not found"):
+        resolve_input(str(tmp_path / "nope.jsonl"))
+
+
+def test_broken_json_file_is_one_reject(tmp_path):
+    path = tmp_path / "broken.json"
+    path.write_text('[{"question": "a", "answer": "b"}, {')
+    turns, (reject,) = ingest(path)
+    assert not turns and "invalid JSON" in reject.detail
