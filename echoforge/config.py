@@ -113,7 +113,9 @@ class GateConfig(Section):
     asr_model: str | None = None  # CTranslate2 Whisper model dir; default: bundled tiny.en
     max_question_wer: float | None = Field(0.5, ge=0.0)
     max_answer_wer: float | None = Field(0.4, ge=0.0)
-    min_word_errors: int = Field(2, ge=1)  # a WER limit fires only with at least this many wrong words
+    # A WER limit fires only with at least this many wrong words (or all words wrong): one
+    # misheard word in a three-word question says more about tiny ASR than about the audio.
+    min_word_errors: int = Field(3, ge=1)
     min_duration_s: float = Field(0.3, ge=0.0)
     max_duration_s: float = Field(90.0, gt=0.0)
     min_chars_per_second: float = Field(4.0, ge=0.0)

@@ -105,7 +105,8 @@ class Gate(Stage[Turn]):
                 extra = ""
                 if name.endswith("_wer"):
                     side = name.split("_")[0]
-                    if round(value * ref_words.get(side, 0)) < g.min_word_errors:
+                    words = ref_words.get(side, 0)
+                    if round(value * words) < min(g.min_word_errors, words):
                         continue
                     extra = f"; heard: {f.get(f'{side}_asr_text', '')[:200]!r}"
                 raise StageReject(f"{name}_high", f"{name}={value:.3f} above the maximum {high}{extra}")

@@ -1,0 +1,1 @@
+"""Measurements of a built corpus: unit quality, alignment accuracy (``echoforge eval-units``)."""
