@@ -31,28 +31,35 @@ def user_errors(fn):
     return wrapper
 
 
-def _progress_bar(total_label: str):
-    from tqdm import tqdm
+class ProgressBar:
+    """A tqdm bar over work units fed by build progress callbacks; close it before errors print."""
 
-    state: dict = {}
+    def __init__(self, label: str):
+        self.label = label
+        self.bar = None
+        self.rows = self.rejected = 0
+        self.seconds = 0.0
 
-    def update(entry, done, total):
-        if entry is None or "bar" not in state:
-            state["bar"] = tqdm(total=total, initial=done if entry is None else done - 1, unit="unit",
-                                desc=total_label, file=sys.stderr, dynamic_ncols=True)
-            state.update(rows=0, rejected=0, seconds=0.0)
-            if entry is None:
-                return
-        bar = state["bar"]
-        state["rows"] += entry["rows"]
-        state["rejected"] += entry["rejected"]
-        state["seconds"] += entry["audio_seconds"]
-        bar.set_postfix(rows=state["rows"], rejected=state["rejected"], hours=f"{state['seconds'] / 3600:.3f}")
-        bar.update(1)
-        if done == total:
-            bar.close()
+    def __call__(self, entry, done: int, total: int) -> None:
+        from tqdm import tqdm
 
-    return update
+        if self.bar is None:
+            self.bar = tqdm(total=total, initial=done if entry is None else done - 1, unit="unit",
+                            desc=self.label, file=sys.stderr, dynamic_ncols=True)
+        if entry is None:
+            return
+        self.rows += entry.get("rows", 0)
+        self.rejected += entry.get("rejected", 0)
+        self.seconds += entry.get("audio_seconds", 0.0)
+        self.bar.set_postfix(rows=self.rows, rejected=self.rejected, hours=f"{self.seconds / 3600:.3f}")
+        self.bar.update(1)
+
+    def __enter__(self) -> ProgressBar:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.bar is not None:
+            self.bar.close()
 
 
 @click.group()
@@ -88,8 +95,9 @@ def build(inputs, output, config_path, fmt, limit, workers, engine, ray_address,
     if not inputs:
         click.echo("no INPUTS given: building from the bundled sample", err=True)
     options = {"address": ray_address} if engine == "ray" else {"pipeline_args": list(beam_options)} if engine == "beam" else {}
-    manifest = run_build(list(inputs), output, config, limit=limit, engine=engine, engine_options=options,
-                         overwrite=overwrite, on_progress=_progress_bar("build"))
+    with ProgressBar("build") as bar:
+        manifest = run_build(list(inputs), output, config, limit=limit, engine=engine, engine_options=options,
+                             overwrite=overwrite, on_progress=bar)
     for line in summary_lines(manifest, output):
         click.echo(line)
 
@@ -158,14 +166,81 @@ def fit_units(inputs, output, config_path, k, seed, limit, workers):
     from echoforge.backends.units.fit import DEFAULT_FIT_INPUT, fit_codebook
 
     config = load_config(config_path)
-    bar = _progress_bar("fit-units")
-    codebook = fit_codebook(list(inputs) or [str(DEFAULT_FIT_INPUT)], config, k=k, seed=seed, limit=limit,
-                            workers=workers, progress=lambda done, total: bar({"rows": 0, "rejected": 0,
-                                                                               "audio_seconds": 0.0}, done, total))
+    with ProgressBar("fit-units") as bar:
+        codebook = fit_codebook(list(inputs) or [str(DEFAULT_FIT_INPUT)], config, k=k, seed=seed, limit=limit,
+                                workers=workers, progress=lambda done, total: bar({}, done, total))
     codebook.save(output)
     click.echo(f"wrote {output}: {codebook.size} units from {codebook.provenance['frames']} frames "
                f"({codebook.provenance['speech_seconds'] / 3600:.2f} h of speech)")
 
+
+
+def _phase_bars():
+    """A progress callback (phase, done, total) drawing one tqdm bar per phase on stderr."""
+    from tqdm import tqdm
+
+    bars: dict = {}
+
+    def update(phase, done, total):
+        bar = bars.get(phase)
+        if bar is None:
+            bar = bars[phase] = tqdm(total=total, desc=phase, unit="row", file=sys.stderr, dynamic_ncols=True)
+        bar.update(done - bar.n)
+        if done >= total:
+            bar.close()
+
+    return update
+
+
+@main.command("eval-units")
+@click.argument("directory", type=click.Path(exists=True, file_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@click.option("--limit", type=click.IntRange(min=2), help="Use only the first N rows.")
+@click.option("--codebook", type=click.Path(dir_okay=False, exists=True),
+              help="Re-tokenize with this k-means codebook instead of reading the stored units.")
+@click.option("--baseline-k", type=click.IntRange(min=2), help="Clusters of the MFCC baseline (default: the codebook size).")
+@click.option("--fit-fraction", type=click.FloatRange(0.05, 0.9), default=0.25, show_default=True,
+              help="Share of the rows that fit the MFCC baseline (the rest are scored).")
+@click.option("--no-baseline", is_flag=True, help="Skip the MFCC + k-means baseline.")
+@click.option("--no-alignment", is_flag=True, help="Skip the check of word starts against Whisper.")
+@user_errors
+def eval_units(directory, as_json, limit, codebook, baseline_k, fit_fraction, no_baseline, no_alignment):
+    """Measure the units of a built corpus: PNMI and purity against phone labels from the
+    synthesiser, codebook usage, unit rates, an MFCC + k-means baseline, and word alignment."""
+    from echoforge.evaluation.units import evaluate_units, report_lines
+
+    report = evaluate_units(directory, limit=limit, codebook=codebook, baseline=not no_baseline,
+                            baseline_k=baseline_k, fit_fraction=fit_fraction, alignment=not no_alignment,
+                            progress=_phase_bars())
+    if as_json:
+        click.echo(json.dumps(report, indent=2))
+    else:
+        for line in report_lines(report):
+            click.echo(line)
+
+
+@main.command("fit-unit-lm")
+@click.argument("directory", type=click.Path(exists=True, file_okay=False))
+@click.option("--output", "-o", required=True, type=click.Path(dir_okay=False), help="sentencepiece model to write.")
+@click.option("--vocab-size", type=click.IntRange(min=8), default=2000, show_default=True,
+              help="Pieces, including one per unit and 3 special pieces.")
+@click.option("--model-type", type=click.Choice(["bpe", "unigram"]), default="bpe", show_default=True)
+@click.option("--split", type=click.Choice(["train", "validation", "all"]), default="train", show_default=True)
+@click.option("--limit", type=click.IntRange(min=1), help="Use only the first N rows.")
+@user_errors
+def fit_unit_lm(directory, output, vocab_size, model_type, split, limit):
+    """Fit a unit language (sentencepiece pieces over deduplicated units) on a built corpus."""
+    from echoforge.backends.units.unit_lm import corpus_unit_sequences, fit_unit_lm as fit
+
+    sequences, info = corpus_unit_sequences(directory, split=split, limit=limit)
+    command = (f"echoforge fit-unit-lm {Path(directory).name} --output {Path(output).name} --vocab-size {vocab_size}"
+               + (f" --model-type {model_type}" if model_type != "bpe" else "")
+               + (f" --split {split}" if split != "train" else "") + (f" --limit {limit}" if limit else ""))
+    lm = fit(sequences, output, vocab_size=vocab_size, codebook_size=info["codebook_size"], model_type=model_type,
+             provenance={"tokenizer": info["tokenizer"], "split": split, "corpus": Path(directory).name,
+                         "command": command})
+    click.echo(f"wrote {output}: {lm.vocab_size} pieces over {info['tokenizer']} from {len(sequences)} rows "
+               f"({lm.provenance['units_per_piece']:.2f} deduplicated units per piece)")
 
 if __name__ == "__main__":
     main()

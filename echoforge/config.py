@@ -133,7 +133,7 @@ class OutputConfig(Section):
 
 class RunConfig(Section):
     work_unit_rows: int = Field(16, ge=1)
-    workers: int = Field(1, ge=1)
+    workers: int = Field(0, ge=0)  # 0: one per CPU core
     max_failure_ratio: float = Field(0.5, ge=0.0, le=1.0)
     min_turns_for_ratio: int = Field(50, ge=1)
 

@@ -151,3 +151,29 @@ def test_cli_errors_are_one_line(tmp_path):
     assert r.returncode == 2 and "synthesis.rate_jitter" in r.stderr and "Traceback" not in r.stderr
     r = cli("inspect", str(tmp_path))
     assert r.returncode == 2 and "no manifest.json" in r.stderr
+
+
+def test_failure_ratio_aborts_with_one_line(tmp_path):
+    bad = tmp_path / "mostly_bad.jsonl"
+    bad.write_text("".join('{"nothing": "useful"}\n' for _ in range(12)))
+    config = write_config(tmp_path / "c.yaml", {"run": {"work_unit_rows": 4, "workers": 1, "min_turns_for_ratio": 4,
+                                                        "max_failure_ratio": 0.5}})
+    r = cli("build", str(bad), "-o", str(tmp_path / "o"), "--config", str(config))
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    last = r.stderr.strip().splitlines()[-1]
+    assert "4 of 4 turns rejected" in last and "ingest.unknown_format=4" in last
+    assert len(list((tmp_path / "o" / "_work_units").glob("*.json"))) == 1  # the committed unit is kept
+
+
+def test_dry_run_projects_cost(tmp_path, cache_env):
+    config = write_config(tmp_path / "c.yaml", {"gate": {"asr": "question"}})
+    r = cli("dry-run", str(SHAREGPT), "--sample", "2", "--target-hours", "6000", "--config", str(config), "--json")
+    assert r.returncode == 0, r.stderr
+    report = json.loads(r.stdout)
+    per_stage = report["stage_seconds_per_audio_second"]
+    assert set(per_stage) == {"ingest", "speakable", "synthesize", "tokenize", "align", "gate"}
+    assert 0 < report["compute_seconds_per_audio_second"] < 5
+    assert report["projected_cpu_hours"] > 0 and report["projected_disk_bytes"] > 0
+    assert report["projected_wall_hours"] == pytest.approx(report["projected_cpu_hours"] / report["cores"], rel=0.01)
+    text = cli("dry-run", str(SHAREGPT), "--sample", "2", "--config", str(config)).stdout
+    assert "CPU-hours" in text and "seconds of compute per second of audio" in text

@@ -17,7 +17,7 @@ from echoforge.pipeline.workunits import Plan, plan_work_units
 
 PACKAGE_DATA = Path(__file__).resolve().parents[1] / "data"
 SAMPLE_INPUTS = (PACKAGE_DATA / "sharegpt_sample.json", PACKAGE_DATA / "alpaca_messy.jsonl")
-DEFAULT_SAMPLE_LIMIT = 60
+DEFAULT_SAMPLE_LIMIT = 48  # the 40 ShareGPT conversations and 8 messy Alpaca rows
 
 
 def plan_info(plan: Plan, config: BuildConfig, limit: int | None) -> dict[str, Any]:

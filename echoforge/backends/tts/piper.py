@@ -246,6 +246,7 @@ class PiperBackend(TTSBackend):
         for block in matcher.get_matching_blocks():
             for d in range(block.size):
                 label[block.a + d] = owner[block.b + d]
+        _fill_gaps(label, len(tokens))
         spans: list[list[int] | None] = [None] * len(tokens)
         for (p, a, b), wi in zip(core, label):
             if wi < 0:
@@ -263,6 +264,30 @@ class PiperBackend(TTSBackend):
             out.append(Word(tok, a / sr, b / sr))
             prev_end = b
         return out
+
+
+def _fill_gaps(label: list[int], num_words: int) -> None:
+    """Give unmatched phonemes to the words between their matched neighbours, in order.
+
+    A word spoken differently in context (``a`` as ``ɐ``) matches none of its own phonemes;
+    the unmatched phonemes between the words around it are its sound.
+    """
+    i = 0
+    while i < len(label):
+        if label[i] >= 0:
+            i += 1
+            continue
+        j = i
+        while j < len(label) and label[j] < 0:
+            j += 1
+        before = label[i - 1] if i > 0 else -1
+        after = label[j] if j < len(label) else num_words
+        missing = list(range(before + 1, after))
+        if missing:
+            n = j - i
+            for k in range(n):
+                label[i + k] = missing[min(len(missing) - 1, k * len(missing) // n)]
+        i = j
 
 
 def _fit_length(audio: np.ndarray, n: int) -> np.ndarray:
