@@ -14,7 +14,6 @@ import pytest
 
 from echoforge.config import parse_config
 from echoforge.pipeline.build import build
-from echoforge.reports import inspect_output
 from echoforge.validate import validate_output
 
 from conftest import FAST_CONFIG, MESSY, SHAREGPT, write_config

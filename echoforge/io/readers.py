@@ -50,9 +50,6 @@ class InputSpec:
     offsets: tuple[int, ...] = field(default=(), compare=False)  # byte offset of each slice start
     rows: int = 0
 
-    def label(self) -> str:
-        return self.name
-
 
 def resolve_input(uri: str, split: str = "train") -> InputSpec:
     """Identify an input by path or name, without reading it."""

@@ -29,7 +29,6 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from echoforge.schemas.columns import (
-    REJECT_FEATURES,
     ROW_FEATURES,
     reject_schema,
     reject_to_row,
@@ -226,6 +225,3 @@ def _write_arrow_metadata(layout: Layout, entries: list[dict[str, Any]]) -> None
         atomic_write_json(layout.root / split / "state.json", state)
         atomic_write_json(layout.root / split / "dataset_info.json", info)
     atomic_write_json(layout.root / "dataset_dict.json", {"splits": splits})
-
-
-REJECT_COLUMNS = tuple(REJECT_FEATURES)

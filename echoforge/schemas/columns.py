@@ -93,10 +93,6 @@ REJECT_FEATURES = Features(
     }
 )
 
-#: Columns every row must carry (the contract with EchoX-style training code).
-REQUIRED_COLUMNS = tuple(ROW_FEATURES)
-
-
 def row_schema() -> pa.Schema:
     """Arrow schema of data shards, with the `datasets` feature metadata attached."""
     return ROW_FEATURES.arrow_schema
@@ -171,7 +167,3 @@ def turn_to_row(turn: Turn, keep_answer_audio: bool = True) -> dict[str, Any]:
 
 def reject_to_row(reject: Reject) -> dict[str, Any]:
     return {name: getattr(reject, name) for name in REJECT_FEATURES}
-
-
-def rows_to_table(rows: list[dict[str, Any]], schema: pa.Schema) -> pa.Table:
-    return pa.Table.from_pylist(rows, schema=schema)

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import multiprocessing as mp
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from typing import Any, Iterator
 
+from echoforge.errors import EchoforgeError
 from echoforge.pipeline.engines.base import Engine, engines
 from echoforge.pipeline.job import Job
 from echoforge.pipeline.workunits import WorkUnit
@@ -56,7 +58,14 @@ class LocalEngine(Engine):
         while running:
             done, running = wait(running, return_when=FIRST_COMPLETED)
             for fut in done:
-                yield fut.result()
+                try:
+                    entry = fut.result()
+                except BrokenProcessPool:
+                    raise EchoforgeError(
+                        "a worker process died (out of memory or killed); committed work units are kept, "
+                        "rerun the same command to resume (with fewer --workers if memory is short)"
+                    ) from None
+                yield entry
                 nxt = next(todo, None)
                 if nxt is not None:
                     running.add(self._pool.submit(_run_unit, nxt))
