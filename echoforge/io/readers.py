@@ -52,8 +52,11 @@ class InputSpec:
 
 
 def resolve_input(uri: str, split: str = "train") -> InputSpec:
-    """Identify an input by path or name, without reading it."""
-    p = Path(uri)
+    """Identify an input by path or name, without reading it.
+
+    Local paths are made absolute, so that workers in other directories (Ray, Beam) find them.
+    """
+    p = Path(uri).absolute()
     if p.is_dir():
         if (p / "dataset_info.json").exists() or (p / "dataset_dict.json").exists() or (p / "state.json").exists():
             return InputSpec(str(p), "datasets-disk", p.name)
@@ -66,7 +69,7 @@ def resolve_input(uri: str, split: str = "train") -> InputSpec:
                 f"{uri}: unknown file type '{ext}'; use one of {', '.join(sorted(FILE_FORMATS))}"
             )
         return InputSpec(str(p), kind, p.name)
-    if uri.startswith("hf://") or ("/" in uri and not uri.startswith((".", "/")) and not p.suffix):
+    if uri.startswith("hf://") or ("/" in uri and not uri.startswith((".", "/")) and not Path(uri).suffix):
         name = uri.removeprefix("hf://")
         return InputSpec(name, "datasets-hub", f"{name}:{split}")
     raise InputError(f"input not found: {uri}")

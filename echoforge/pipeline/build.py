@@ -99,7 +99,7 @@ def build(
     plan = plan_work_units(inputs, config.run.work_unit_rows, limit, config.ingest.split)
     if not plan.units:
         raise InputError("the inputs hold no rows")
-    root = Path(output)
+    root = Path(output).absolute()  # workers of other engines may run elsewhere
     info = plan_info(plan, config, limit)
     _claim_output(root, info, overwrite)
     layout = Layout(root, len(plan.units), config.output.format)

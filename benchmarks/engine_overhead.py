@@ -1,0 +1,76 @@
+"""Engine overhead: the same N rows built with the local, Ray and Beam engines, wall time vs local.
+
+    python benchmarks/engine_overhead.py --rows 12
+
+Each engine builds in a fresh `echoforge build` process (the default config, one local
+worker, a local Ray instance, Beam's in-process direct runner), so each wall time includes
+starting the engine and loading models. The table gives each engine's wall time, its ratio
+to the local engine's, and whether its rows equal the local build's. This machine may be
+shared and noisy: compare ratios, and rerun before trusting a small difference.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pyarrow.parquet as pq
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def build(engine: str, inp: str, rows: int, unit_rows: int, out: Path) -> float:
+    config = out.parent / "config.yaml"
+    config.write_text(f"run: {{work_unit_rows: {unit_rows}, workers: 1}}\n")
+    cmd = [sys.executable, "-m", "echoforge", "build", inp, "-o", str(out), "--config", str(config),
+           "--limit", str(rows), "--engine", engine]
+    t0 = time.perf_counter()
+    subprocess.run(cmd, check=True, capture_output=True, cwd=ROOT)
+    return time.perf_counter() - t0
+
+
+def rows_of(out: Path) -> dict[str, list[dict]]:
+    files = sorted((out / "data").glob("*.parquet")) + sorted((out / "rejects").glob("*.parquet"))
+    return {p.name: pq.read_table(p).to_pylist() for p in files}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--rows", type=int, default=12, help="input rows (N)")
+    p.add_argument("--work-unit-rows", type=int, default=4)
+    p.add_argument("--input", default=str(ROOT / "echoforge" / "data" / "sharegpt_sample.json"))
+    p.add_argument("--engines", default="local,ray,beam", help="comma-separated; local is always run first")
+    p.add_argument("--json", action="store_true")
+    args = p.parse_args()
+    engines = ["local"] + [e for e in args.engines.split(",") if e and e != "local"]
+    results, shards = {}, {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for engine in engines:
+            out = Path(tmp) / engine / "out"
+            out.parent.mkdir(parents=True)
+            wall = build(engine, args.input, args.rows, args.work_unit_rows, out)
+            manifest = json.loads((out / "manifest.json").read_text())
+            shards[engine] = rows_of(out)
+            results[engine] = {"wall_s": wall, "ratio_to_local": wall / results["local"]["wall_s"] if results else 1.0,
+                               "rows": manifest["rows"], "rejected": manifest["rejected"],
+                               "stage_s": sum(manifest["stage_seconds"].values()),
+                               "same_rows_as_local": shards[engine] == shards["local"]}
+    if args.json:
+        print(json.dumps(results, indent=2))
+        return
+    print(f"{args.rows} input rows, work units of {args.work_unit_rows}, {os.cpu_count()} CPUs\n")
+    print("| engine | wall s | wall / local | stage s | rows | rejected | same rows as local |")
+    print("| --- | --- | --- | --- | --- | --- | --- |")
+    for engine, r in results.items():
+        print(f"| {engine} | {r['wall_s']:.1f} | {r['ratio_to_local']:.2f} | {r['stage_s']:.1f} | {r['rows']} "
+              f"| {r['rejected']} | {'yes' if r['same_rows_as_local'] else 'NO'} |")
+
+
+if __name__ == "__main__":
+    main()
