@@ -230,7 +230,8 @@ def eval_units(directory, as_json, limit, codebook, baseline_k, fit_fraction, no
 @user_errors
 def fit_unit_lm(directory, output, vocab_size, model_type, split, limit):
     """Fit a unit language (sentencepiece pieces over deduplicated units) on a built corpus."""
-    from echoforge.backends.units.unit_lm import corpus_unit_sequences, fit_unit_lm as fit
+    from echoforge.backends.units.unit_lm import corpus_unit_sequences
+    from echoforge.backends.units.unit_lm import fit_unit_lm as fit
 
     sequences, info = corpus_unit_sequences(directory, split=split, limit=limit)
     command = (f"echoforge fit-unit-lm {Path(directory).name} --output {Path(output).name} --vocab-size {vocab_size}"

@@ -13,8 +13,9 @@ Figures (see docs/units.md):
   ``phone_purity`` = E_unit[max_phone p(phone | unit)], ``cluster_purity`` =
   E_phone[max_unit p(unit | phone)].
 * ``baseline_mfcc_*``: the same for 39-dim MFCC (13 + deltas + delta-deltas, Kaldi-style, as
-  HuBERT's first iteration) pooled from 100 Hz to 50 Hz and clustered by k-means with the
-  tokenizer's codebook size, fitted on a separate part of the same corpus.
+  HuBERT's first iteration) pooled from 100 Hz to 50 Hz, standardised per dimension and
+  clustered by k-means with the tokenizer's codebook size, both fitted on a separate part of
+  the same corpus (``fit_fraction`` of the rows, which are then not scored).
 * ``codebook_usage`` (share of codes seen) and ``codebook_perplexity`` (exp of the unit entropy).
 * ``units_per_second`` / ``dedup_units_per_second``: unit rates before and after collapsing runs.
 * ``alignment_*``: our word starts (the ``alignment`` column, from phoneme durations) against
@@ -33,67 +34,24 @@ import io
 import json
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
 from echoforge.audio import resample, to_pcm16
+from echoforge.backends.units.phones import frame_labels, phone_segments
 from echoforge.config import BuildConfig, parse_config
 from echoforge.errors import EchoforgeError, require
 from echoforge.schemas.records import Turn, dedup_frames
-from echoforge.seeding import stable_int, stable_uniform
-
-STRESS_MARKS = frozenset("ˈˌ")
-LENGTH_MARKS = frozenset("ːˑ")
-PUNCTUATION = frozenset(".,!?;:'\"-()—…¡¿«»")
-DROPPED = STRESS_MARKS | PUNCTUATION | frozenset(" ")
+from echoforge.seeding import stable_uniform
 
 MFCC_RATE = 16_000
 BASELINE_FRAME_RATE = 50.0
 
 Progress = Callable[[str, int, int], None]
-
-
-# --- phone labels -------------------------------------------------------------------------
-
-def phone_segments(phonemes: list[tuple[str, float, float]]) -> list[tuple[str, float, float]]:
-    """Phone spans from the synthesiser's phoneme spans: drop stress, spaces and punctuation;
-    merge a length mark into the phone right before it."""
-    out: list[tuple[str, float, float]] = []
-    previous_kept = False
-    for p, a, b in phonemes:
-        if p in LENGTH_MARKS:
-            if previous_kept:
-                q, qa, _ = out[-1]
-                out[-1] = (q + p, qa, b)
-            continue
-        if p in DROPPED or not p.strip():
-            previous_kept = False
-            continue
-        out.append((p, a, b))
-        previous_kept = True
-    return out
-
-
-def frame_labels(segments: list[tuple[str, float, float]], num_frames: int, frame_rate: float,
-                 vocabulary: dict[str, int]) -> np.ndarray:
-    """Phone id of the segment covering each frame's centre ((j + 0.5) / rate); -1 where none.
-
-    New phones are added to ``vocabulary``.
-    """
-    labels = np.full(num_frames, -1, dtype=np.int32)
-    if not segments or num_frames == 0:
-        return labels
-    starts = np.array([a for _, a, _ in segments])
-    ends = np.array([b for _, _, b in segments])
-    ids = np.array([vocabulary.setdefault(p, len(vocabulary)) for p, _, _ in segments])
-    centres = (np.arange(num_frames) + 0.5) / frame_rate
-    k = np.searchsorted(starts, centres, side="right") - 1
-    inside = (k >= 0) & (centres < ends[np.clip(k, 0, None)])
-    labels[inside] = ids[k[inside]]
-    return labels
 
 
 # --- cluster figures ----------------------------------------------------------------------
@@ -199,12 +157,17 @@ def match_word_starts(ours: list[tuple[str, float]], theirs: list[tuple[str, flo
 
 
 def alignment_figures(errors_s: list[float], words_total: int) -> dict[str, Any]:
-    err = np.abs(np.asarray(errors_s, dtype=np.float64))
+    """Figures of word-start errors (theirs − ours, seconds): median and 90th percentile of the
+    absolute error in ms, the share within 100 ms, the median signed error (> 0: the reference
+    starts words later than we do) and how many words were matched."""
+    signed = np.asarray(errors_s, dtype=np.float64)
+    err = np.abs(signed)
     return {
         "alignment_median_start_error_ms": round(float(np.median(err)) * 1000, 1) if len(err) else None,
         "alignment_p90_start_error_ms": round(float(np.quantile(err, 0.9)) * 1000, 1) if len(err) else None,
         "alignment_within_100ms": round(float(np.mean(err <= 0.1)), 4) if len(err) else None,
-        "alignment_words_matched": int(len(err)),
+        "alignment_median_signed_error_ms": round(float(np.median(signed)) * 1000, 1) if len(err) else None,
+        "alignment_words_matched": len(err),
         "alignment_words_total": int(words_total),
     }
 
@@ -295,15 +258,10 @@ class Resynthesizer:
         self.stage.ensure_setup()
 
     def speech(self, row: CorpusRow):
-        from echoforge.backends.tts import VoiceRequest
-
-        c = self.config.synthesis
         turn = Turn(id=row.id, source="", source_position="", conversation_id=row.conversation_id,
                     turn_index=row.turn_index, history=[], question_text="", answer_text="",
-                    answer_sentences=list(row.sentences))
-        _, _, voice, rate = self.stage.voices_for(turn)
-        return self.stage.backend.synthesize(VoiceRequest(
-            tuple(row.sentences), voice, rate, stable_int(c.seed, "noise", row.id, "answer"), c.sentence_pause_s))
+                    question_spoken="", answer_sentences=list(row.sentences))
+        return self.stage.backend.synthesize(self.stage.requests(turn)[1])
 
 
 def identical_audio(speech, row: CorpusRow) -> bool:
@@ -345,7 +303,7 @@ def evaluate_units(root: str | Path, *, limit: int | None = None, codebook: str 
     codebook instead of reading the stored units (to compare codebooks on one corpus).
     """
     t0 = time.time()
-    config, manifest, rows = read_corpus(root, limit)
+    config, _, rows = read_corpus(root, limit)
     fit_ids = split_rows([r.id for r in rows], fit_fraction if baseline else 0.0, seed)
     synth = Resynthesizer(config)
     tokenizer = _make_tokenizer(config, codebook) if codebook else None
@@ -428,17 +386,18 @@ def _baseline(fit_feats: list[np.ndarray], eval_mfcc: list[tuple[np.ndarray, np.
     if not fit_feats or not eval_mfcc:
         raise EchoforgeError("the MFCC baseline needs rows to fit on and rows to evaluate; give more rows")
     data = np.concatenate(fit_feats)
+    mean, scale = data.mean(0), data.std(0) + 1e-5  # standardised: c0 would dominate raw distances
     k_used = min(k, len(data))
-    centres = fit_kmeans(data, k_used, seed)
+    centres = fit_kmeans((data - mean) / scale, k_used, seed)
     labels = np.concatenate([lab for _, lab in eval_mfcc])
-    units = np.concatenate([assign(f, centres) for f, _ in eval_mfcc])
+    units = np.concatenate([assign((f - mean) / scale, centres) for f, _ in eval_mfcc])
     s = cluster_scores(labels, units)
     return {
         "baseline_mfcc_pnmi": round(s["pnmi"], 4),
         "baseline_mfcc_phone_purity": round(s["phone_purity"], 4),
         "baseline_mfcc_cluster_purity": round(s["cluster_purity"], 4),
         "baseline_k": int(k_used),
-        "baseline_fit_frames": int(len(data)),
+        "baseline_fit_frames": len(data),
     }
 
 
@@ -465,14 +424,14 @@ def report_lines(report: dict[str, Any]) -> list[str]:
     """A human summary of an eval-units report."""
     r = report
     lines = [
-        f"{r['corpus']}: {r['rows_evaluated']} rows evaluated ({r['evaluated_seconds'] / 60:.1f} min of speech), "
-        f"{r['rows_fit_baseline']} fit the baseline; re-synthesis identical for {r['resynthesis_identical']}, "
-        f"different for {r['resynthesis_mismatched']}",
+        (f"{r['corpus']}: {r['rows_evaluated']} rows evaluated ({r['evaluated_seconds'] / 60:.1f} min of speech), "
+         f"{r['rows_fit_baseline']} fit the baseline; re-synthesis identical for {r['resynthesis_identical']}, "
+         f"different for {r['resynthesis_mismatched']}"),
         f"tokenizer {r['tokenizer']}: {r['codebook_size']} codes at {r['frame_rate']:g} Hz",
-        f"PNMI {r['pnmi']:.3f}  phone purity {r['phone_purity']:.3f}  cluster purity {r['cluster_purity']:.3f}  "
-        f"({r['phones']} phones, {r['frames']} labelled frames, {r['labelled_frame_share']:.0%} of all)",
-        f"codebook usage {r['codebook_usage']:.1%}, perplexity {r['codebook_perplexity']:.1f}; "
-        f"units/s {r['units_per_second']:.1f} raw, {r['dedup_units_per_second']:.1f} deduplicated",
+        (f"PNMI {r['pnmi']:.3f}  phone purity {r['phone_purity']:.3f}  cluster purity {r['cluster_purity']:.3f}  "
+         f"({r['phones']} phones, {r['frames']} labelled frames, {r['labelled_frame_share']:.0%} of all)"),
+        (f"codebook usage {r['codebook_usage']:.1%}, perplexity {r['codebook_perplexity']:.1f}; "
+         f"units/s {r['units_per_second']:.1f} raw, {r['dedup_units_per_second']:.1f} deduplicated"),
     ]
     if "baseline_mfcc_pnmi" in r:
         lines.append(f"MFCC + k-means baseline (k={r['baseline_k']}): PNMI {r['baseline_mfcc_pnmi']:.3f}, "
@@ -480,7 +439,8 @@ def report_lines(report: dict[str, Any]) -> list[str]:
     if "alignment_words_total" in r:
         if r["alignment_words_matched"]:
             lines.append(f"alignment vs Whisper word starts: median error {r['alignment_median_start_error_ms']:.0f} ms, "
-                         f"{r['alignment_within_100ms']:.1%} within 100 ms "
+                         f"{r['alignment_within_100ms']:.1%} within 100 ms, median signed "
+                         f"{r['alignment_median_signed_error_ms']:+.0f} ms "
                          f"({r['alignment_words_matched']} of {r['alignment_words_total']} words matched)")
         else:
             lines.append("alignment vs Whisper word starts: no words matched")

@@ -44,17 +44,22 @@ class Synthesize(Stage[Turn]):
         a_rate = 1.0 + c.assistant_rate_jitter * (2 * stable_uniform(c.seed, "rate", turn.id, "answer") - 1)
         return user_voice, round(q_rate, 4), c.assistant_voice, round(a_rate, 4)
 
-    def process_one(self, turn: Turn) -> Turn:
+    def requests(self, turn: Turn) -> tuple[VoiceRequest, VoiceRequest]:
+        """What the question and the answer are synthesised from (text, voice, rate, seed)."""
         c = self.config.synthesis
         q_voice, q_rate, a_voice, a_rate = self.voices_for(turn)
-        question = self.backend.synthesize(VoiceRequest(
-            (turn.question_spoken,), q_voice, q_rate, stable_int(c.seed, "noise", turn.id, "question"),
-            c.sentence_pause_s))
+        question = VoiceRequest((turn.question_spoken,), q_voice, q_rate,
+                                stable_int(c.seed, "noise", turn.id, "question"), c.sentence_pause_s)
+        answer = VoiceRequest(tuple(turn.answer_sentences), a_voice, a_rate,
+                              stable_int(c.seed, "noise", turn.id, "answer"), c.sentence_pause_s)
+        return question, answer
+
+    def process_one(self, turn: Turn) -> Turn:
+        q_request, a_request = self.requests(turn)
+        question = self.backend.synthesize(q_request)
         question = Speech(
             audio=resample(question.audio, question.sample_rate, QUESTION_SAMPLE_RATE),
             sample_rate=QUESTION_SAMPLE_RATE, voice=question.voice, rate=question.rate,
             words=question.words, sentences=question.sentences, phonemes=question.phonemes)
-        answer = self.backend.synthesize(VoiceRequest(
-            tuple(turn.answer_sentences), a_voice, a_rate, stable_int(c.seed, "noise", turn.id, "answer"),
-            c.sentence_pause_s))
+        answer = self.backend.synthesize(a_request)
         return turn.replace(question_speech=question, answer_speech=answer)

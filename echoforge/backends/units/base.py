@@ -49,12 +49,18 @@ class UnitTokenizer:
 class KMeansCodebook:
     """Cluster centres of a k-means tokenizer, stored as a plain .npy array (never a pickle).
 
-    A JSON file beside it (same name, ``.json``) records how it was made.
+    Features may be projected before the nearest centre is taken: ``(x - mean) @ projection``
+    (the default codebook uses an LDA projection onto phone-discriminant directions). A codebook
+    without a projection is a (k, dim) float32 array; one with a projection is a 0-d structured
+    array with fields ``centroids`` (k, d), ``mean`` (dim,) and ``projection`` (dim, d), still
+    plain ``.npy`` data. A JSON file beside it (same name, ``.json``) records how it was made.
     """
 
-    centroids: np.ndarray  # (k, dim) float32
+    centroids: np.ndarray  # (k, d) float32, in the projected space when there is a projection
     provenance: dict
     sha256: str
+    mean: np.ndarray | None = None  # (dim,)
+    projection: np.ndarray | None = None  # (dim, d)
 
     @classmethod
     def load(cls, path: str | Path) -> KMeansCodebook:
@@ -63,29 +69,56 @@ class KMeansCodebook:
             raise ConfigError(f"codebook not found: {p}")
         data = p.read_bytes()
         try:
-            centroids = np.load(p, allow_pickle=False).astype(np.float32)
+            arr = np.load(p, allow_pickle=False)
         except ValueError as exc:
             raise ConfigError(f"codebook {p} is not a plain .npy array ({exc})") from None
+        mean = projection = None
+        if arr.dtype.names:
+            if set(arr.dtype.names) != {"centroids", "mean", "projection"}:
+                raise ConfigError(f"codebook {p} has fields {arr.dtype.names}; expected centroids, mean, projection")
+            centroids = np.asarray(arr["centroids"], dtype=np.float32)
+            mean = np.asarray(arr["mean"], dtype=np.float32)
+            projection = np.asarray(arr["projection"], dtype=np.float32)
+            if projection.ndim != 2 or mean.shape != (projection.shape[0],) or \
+                    centroids.ndim != 2 or centroids.shape[1] != projection.shape[1]:
+                raise ConfigError(f"codebook {p}: centroids {centroids.shape}, mean {mean.shape} and "
+                                  f"projection {projection.shape} do not fit together")
+        else:
+            centroids = arr.astype(np.float32)
         if centroids.ndim != 2:
             raise ConfigError(f"codebook {p} must be a (k, dim) array, not shape {centroids.shape}")
         meta_path = p.with_suffix(".json")
         provenance = json.loads(meta_path.read_text()) if meta_path.exists() else {}
-        return cls(centroids, provenance, hashlib.sha256(data).hexdigest())
+        return cls(centroids, provenance, hashlib.sha256(data).hexdigest(), mean, projection)
 
     def save(self, path: str | Path) -> None:
         p = Path(path)
         p.parent.mkdir(parents=True, exist_ok=True)
-        np.save(p, self.centroids.astype(np.float32), allow_pickle=False)
+        if self.projection is None:
+            np.save(p, self.centroids.astype(np.float32), allow_pickle=False)
+        else:
+            c, m, w = (np.asarray(a, dtype=np.float32) for a in (self.centroids, self.mean, self.projection))
+            dtype = np.dtype([("centroids", "<f4", c.shape), ("mean", "<f4", m.shape), ("projection", "<f4", w.shape)])
+            record = np.zeros((), dtype=dtype)
+            record["centroids"], record["mean"], record["projection"] = c, m, w
+            np.save(p, record, allow_pickle=False)
         p.with_suffix(".json").write_text(json.dumps(self.provenance, indent=2, sort_keys=True) + "\n")
 
     @property
     def size(self) -> int:
         return int(self.centroids.shape[0])
 
+    def transform(self, features: np.ndarray) -> np.ndarray:
+        """Features in the space of the centres."""
+        if self.projection is None:
+            return features
+        return ((features - self.mean) @ self.projection).astype(np.float32)
+
     def assign(self, features: np.ndarray) -> np.ndarray:
         """Index of the nearest centre for each feature row."""
         if len(features) == 0:
             return np.zeros(0, dtype=np.int32)
+        features = self.transform(features)
         c = self.centroids
         d = (features**2).sum(1, keepdims=True) - 2.0 * features @ c.T + (c**2).sum(1)[None, :]
         return d.argmin(axis=1).astype(np.int32)

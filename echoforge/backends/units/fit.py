@@ -1,8 +1,11 @@
 """Fit a k-means codebook for an encoder + k-means tokenizer on synthesised speech.
 
 ``echoforge fit-units`` runs this: text rows → speakable text → Piper speech (the build's
-voice policy and seeds) → encoder states → k-means (scikit-learn, seeded) → a plain ``.npy``
-array with a JSON provenance file beside it.
+voice policy and seeds) → encoder states → an LDA projection onto the directions that best
+separate the phones (frame labels from the synthesiser's phoneme durations) → k-means
+(scikit-learn, seeded) in that space → a plain ``.npy`` array with a JSON provenance file
+beside it. Raw Whisper states cluster poorly (a few dimensions of large magnitude dominate the
+distances); ``docs/units.md`` has the measured effect of each choice.
 """
 
 from __future__ import annotations
@@ -11,18 +14,18 @@ import multiprocessing as mp
 import time
 from concurrent.futures import ProcessPoolExecutor
 from importlib.metadata import version
+from pathlib import Path
 
 import numpy as np
 
 from echoforge.backends.units.base import KMeansCodebook, unit_tokenizers
+from echoforge.backends.units.phones import frame_phones, phone_segments
 from echoforge.config import BuildConfig
 from echoforge.pipeline.stages import run_chain
 from echoforge.pipeline.workunits import Plan, WorkUnit, plan_work_units
 from echoforge.transforms.ingest import Ingest
 from echoforge.transforms.speakable import Speakable
 from echoforge.transforms.synthesize import Synthesize
-
-from pathlib import Path
 
 DEFAULT_FIT_INPUT = Path(__file__).resolve().parents[2] / "data" / "units_fit.jsonl"
 
@@ -36,25 +39,54 @@ def _init(config: BuildConfig, plan: Plan) -> None:
     _state.update(stages=stages, tokenizer=tok, plan=plan)
 
 
-def _features(unit: WorkUnit) -> tuple[np.ndarray, float]:
+def _features(unit: WorkUnit) -> tuple[np.ndarray, np.ndarray, float]:
+    """Encoder states of a work unit's speech, the phone at each frame ("" where none), seconds."""
     result = run_chain(_state["stages"], list(_state["plan"].read(unit)))
-    feats, seconds = [], 0.0
+    tok = _state["tokenizer"]
+    feats, phones, seconds = [], [], 0.0
     for turn in result.kept:
         for speech in (turn.question_speech, turn.answer_speech):
-            feats.append(_state["tokenizer"].features(speech.audio, speech.sample_rate))
+            f = tok.features(speech.audio, speech.sample_rate)
+            feats.append(f)
+            phones.append(frame_phones(phone_segments(speech.phonemes), len(f), tok.frame_rate))
             seconds += speech.duration_s
-    return (np.concatenate(feats) if feats else np.zeros((0, 0), np.float32)), seconds
+    if not feats:
+        return np.zeros((0, 0), np.float32), np.zeros(0, dtype="<U4"), seconds
+    return np.concatenate(feats), np.concatenate(phones), seconds
+
+
+def fit_projection(data: np.ndarray, phones: np.ndarray, transform: str) -> tuple[np.ndarray | None, np.ndarray | None, dict]:
+    """(mean, projection, facts) of a feature transform: "lda" (phone-discriminant directions,
+    from labelled frames), "standardize" (zero mean, unit variance per dimension) or "none"."""
+    if transform == "none":
+        return None, None, {}
+    if transform == "standardize":
+        return data.mean(0), np.diag(1.0 / (data.std(0) + 1e-5)).astype(np.float32), {}
+    if transform != "lda":
+        raise ValueError(f"unknown transform {transform!r}")
+    from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
+
+    labelled = phones != ""
+    classes = np.unique(phones[labelled])
+    if len(classes) < 2:
+        raise ValueError("the LDA projection needs phone labels: the TTS backend gave no phoneme durations")
+    lda = LinearDiscriminantAnalysis(solver="svd").fit(data[labelled], phones[labelled])
+    m = min(len(classes) - 1, lda.scalings_.shape[1])
+    return (lda.xbar_.astype(np.float32), lda.scalings_[:, :m].astype(np.float32),
+            {"lda_components": int(m), "phones": len(classes), "labelled_frames": int(labelled.sum())})
 
 
 def fit_codebook(inputs: list[str], config: BuildConfig, *, k: int = 500, seed: int = 0,
                  limit: int | None = None, workers: int = 1, max_frames: int = 400_000,
-                 progress=None) -> KMeansCodebook:
-    """Synthesise the inputs, extract encoder states and fit k-means to them."""
+                 transform: str = "lda", progress=None) -> KMeansCodebook:
+    """Synthesise the inputs, extract encoder states, project them (``transform``) and fit
+    k-means to them."""
     from sklearn.cluster import MiniBatchKMeans
 
     t0 = time.time()
     plan = plan_work_units(inputs, config.run.work_unit_rows, limit)
     chunks: list[np.ndarray] = []
+    phone_chunks: list[np.ndarray] = []
     seconds = 0.0
     if workers <= 1:
         _init(config, plan)
@@ -63,35 +95,41 @@ def fit_codebook(inputs: list[str], config: BuildConfig, *, k: int = 500, seed: 
         pool = ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"), initializer=_init,
                                    initargs=(config, plan))
         results = pool.map(_features, plan.units)
-    for i, (feats, secs) in enumerate(results):
+    for i, (feats, phones, secs) in enumerate(results):
         if len(feats):
             chunks.append(feats)
+            phone_chunks.append(phones)
         seconds += secs
         if progress:
             progress(i + 1, len(plan.units))
     if workers > 1:
         pool.shutdown()
-    data = np.concatenate(chunks)
+    data, phones = np.concatenate(chunks), np.concatenate(phone_chunks)
     if len(data) > max_frames:  # a seeded subsample keeps memory and time bounded
-        data = data[np.sort(np.random.default_rng(seed).choice(len(data), max_frames, replace=False))]
+        keep = np.sort(np.random.default_rng(seed).choice(len(data), max_frames, replace=False))
+        data, phones = data[keep], phones[keep]
     if len(data) < k:
         raise ValueError(f"only {len(data)} frames for {k} clusters; give more text or a smaller k")
+    mean, projection, facts = fit_projection(data, phones, transform)
+    codebook = KMeansCodebook(np.zeros((0, 0), np.float32), {}, "", mean, projection)
     km = MiniBatchKMeans(n_clusters=k, random_state=seed, batch_size=8192, n_init=3, max_iter=200,
                          reassignment_ratio=0.01)
-    km.fit(data)
+    km.fit(codebook.transform(data))
     provenance = {
         "tokenizer": config.units.tokenizer,
         "k": k,
         "seed": seed,
-        "frames": int(len(data)),
+        "frames": len(data),
         "speech_seconds": round(seconds, 2),
         "inputs": [s.name for s in plan.inputs],
         "input_rows": plan.total_rows,
         "voices": {"assistant": config.synthesis.assistant_voice, "users": list(config.synthesis.user_voices)},
+        "transform": transform,
+        **facts,
         "inertia_per_frame": float(km.inertia_ / len(data)),
         "scikit-learn": version("scikit-learn"),
         "fit_seconds": round(time.time() - t0, 1),
         "command": f"echoforge fit-units {' '.join(s.name for s in plan.inputs)} --k {k} --seed {seed}"
                    + (f" --limit {limit}" if limit else ""),
     }
-    return KMeansCodebook(km.cluster_centers_.astype(np.float32), provenance, sha256="")
+    return KMeansCodebook(km.cluster_centers_.astype(np.float32), provenance, "", mean, projection)

@@ -1,0 +1,112 @@
+"""The quality gate on real synthesised speech: broken answers are rejected with the right reason.
+
+Each case replaces a clean answer's audio (Piper, voice "joe") with a broken version, tokenizes
+it for real and runs the Gate stage with the default thresholds. Cases are checked twice where
+it matters: with ASR (the round-trip WER fires first) and without ASR (``gate.asr: none``), to
+show which signal-level figure catches the fault on its own.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from echoforge.audio import resample
+from echoforge.backends.tts.base import VoiceRequest
+from echoforge.backends.tts.piper import PiperBackend
+from echoforge.config import BuildConfig
+from echoforge.schemas.columns import QUESTION_SAMPLE_RATE
+from echoforge.schemas.records import Speech, Turn
+from echoforge.transforms.gate import Gate
+
+QUESTION = "What do foxes do in the early morning?"
+ANSWER = ["Foxes usually hunt for small animals at dawn.", "Then they return to their dens to sleep during the day."]
+OTHER = ["The library opens at nine and closes at five.", "Please return your borrowed books before Friday evening."]
+
+
+@pytest.fixture(scope="module")
+def parts():
+    backend = PiperBackend(["joe"])
+    backend.setup()
+    q = backend.synthesize(VoiceRequest((QUESTION,), "joe", 1.0, 11))
+    question = Speech(resample(q.audio, q.sample_rate, QUESTION_SAMPLE_RATE), QUESTION_SAMPLE_RATE, "joe", 1.0,
+                      q.words, q.sentences, q.phonemes)
+    answer = backend.synthesize(VoiceRequest(tuple(ANSWER), "joe", 1.0, 12))
+    other = backend.synthesize(VoiceRequest(tuple(OTHER), "joe", 1.0, 13))
+    from echoforge.backends.units import unit_tokenizers
+
+    tokenizer = unit_tokenizers.create("whisper-kmeans")
+    tokenizer.setup()
+    gates = {}
+    for asr in ("both", "none"):
+        gate = Gate(BuildConfig().with_overrides(gate={"asr": asr}))
+        gate.ensure_setup()
+        gates[asr] = gate
+    return {"question": question, "answer": answer, "other": other, "tokenizer": tokenizer, "gates": gates}
+
+
+def _turn(parts, audio: np.ndarray) -> Turn:
+    clean = parts["answer"]
+    speech = Speech(audio.astype(np.float32), clean.sample_rate, clean.voice, clean.rate, clean.words,
+                    clean.sentences, clean.phonemes)
+    return Turn(
+        id="t0", source="test", source_position="test:0", conversation_id="c0", turn_index=0, history=[],
+        question_text=QUESTION, answer_text=" ".join(ANSWER), question_spoken=QUESTION,
+        answer_spoken=" ".join(ANSWER), answer_sentences=list(ANSWER),
+        question_speech=parts["question"], answer_speech=speech,
+        answer_units=parts["tokenizer"].encode(speech.audio, speech.sample_rate),
+    )
+
+
+def _gate(parts, audio: np.ndarray, asr: str = "both"):
+    kept, rejected = parts["gates"][asr].process([_turn(parts, audio)])
+    assert len(kept) + len(rejected) == 1
+    return (kept[0], None) if kept else (None, rejected[0])
+
+
+def test_clean_audio_is_kept_with_its_figures(parts):
+    turn, reject = _gate(parts, parts["answer"].audio)
+    assert reject is None
+    q = turn.quality
+    assert q["answer_wer"] <= 0.15 and q["question_wer"] <= 0.15  # tiny.en may hear "Fox is" for "Foxes"
+    assert q["answer_leading_silence_s"] < 0.3 and q["answer_trailing_silence_s"] < 0.5
+    assert q["answer_clipping_ratio"] == 0.0
+    assert 8 < q["answer_chars_per_second"] < 25
+    assert q["answer_units_per_second"] == pytest.approx(50, abs=1)
+    assert 0 < q["answer_dedup_units_per_second"] <= q["answer_units_per_second"]
+
+
+def test_silence_is_rejected(parts):
+    silence = np.zeros_like(parts["answer"].audio)
+    _, reject = _gate(parts, silence)
+    assert (reject.stage, reject.reason) == ("gate", "answer_wer_high")
+    _, reject = _gate(parts, silence, asr="none")
+    assert reject.reason == "answer_leading_silence_s_high"
+
+
+def test_white_noise_is_rejected(parts):
+    rng = np.random.default_rng(0)
+    noise = rng.uniform(-0.5, 0.5, len(parts["answer"].audio)).astype(np.float32)
+    _, reject = _gate(parts, noise)
+    assert reject.reason == "answer_wer_high"
+    assert "heard:" in reject.detail
+    # Without ASR nothing in the signal figures tells noise from speech: the WER is the check.
+    turn, reject = _gate(parts, noise, asr="none")
+    assert reject is None and turn.quality["answer_leading_silence_s"] == 0.0
+
+
+def test_truncated_speech_is_rejected(parts):
+    audio = parts["answer"].audio
+    cut = audio[: int(0.3 * len(audio))]
+    _, reject = _gate(parts, cut)
+    assert reject.reason == "answer_wer_high"
+    # The same text in 30% of the time: far too many characters per second.
+    _, reject = _gate(parts, cut, asr="none")
+    assert reject.reason == "answer_chars_per_second_high"
+
+
+def test_audio_of_other_text_is_rejected(parts):
+    other = parts["other"].audio
+    _, reject = _gate(parts, other)
+    assert reject.reason == "answer_wer_high"
+    assert "library" in reject.detail.lower()
