@@ -10,10 +10,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pyarrow.parquet as pq
 
 from echoforge.config import BuildConfig
 from echoforge.errors import EchoforgeError
+from echoforge.pipeline.output import read_shard
 
 
 def summary_lines(manifest: dict[str, Any], output: str | Path) -> list[str]:
@@ -56,14 +56,7 @@ def inspect_output(root: Path) -> dict[str, Any]:
             "question_duration_s", "answer_units_per_second", "answer_dedup_units_per_second"]
     values: dict[str, list] = {c: [] for c in cols}
     for shard in manifest["shards"]:
-        path = root / shard["path"]
-        if manifest["format"] == "arrow":
-            import pyarrow as pa
-
-            with pa.OSFile(str(path)) as f:
-                table = pa.ipc.open_stream(f).read_all().select(cols)
-        else:
-            table = pq.read_table(path, columns=cols)
+        table = read_shard(root / shard["path"], manifest["format"], cols)
         for c in cols:
             values[c].extend(v for v in table.column(c).to_pylist() if v is not None)
     voices: dict[str, int] = {}

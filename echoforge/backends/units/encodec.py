@@ -16,7 +16,6 @@ field of its own for it. torch and ``encodec`` are imported only when the tokeni
 
 from __future__ import annotations
 
-import hashlib
 import json
 import warnings
 from pathlib import Path
@@ -26,6 +25,7 @@ import numpy as np
 
 from echoforge.audio import resample
 from echoforge.backends.units.base import UnitTokenizer, unit_tokenizers
+from echoforge.io.files import sha256_file
 from echoforge.errors import ConfigError, require
 from echoforge.schemas.records import Units
 
@@ -71,14 +71,6 @@ def build_model(arch: dict[str, Any]):
             list(a["target_bandwidths"]), a["sample_rate"], a["channels"], normalize=a["normalize"],
             segment=a["segment"],
         )
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def load_model(path: str | Path):
@@ -147,7 +139,7 @@ class EncodecTokenizer(UnitTokenizer):
         if not use_cuda and self.threads:
             torch.set_num_threads(self.threads)
         self._model = model.to(self._torch_device)
-        self._sha = _sha256(file)
+        self._sha = sha256_file(file)
         self.sample_rate = int(model.sample_rate)
         self.frame_rate = float(model.frame_rate)
         self.codebook_size = int(model.quantizer.bins)
