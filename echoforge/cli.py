@@ -62,6 +62,15 @@ class ProgressBar:
             self.bar.close()
 
 
+def _echo_report(report: dict, as_json: bool, lines) -> None:
+    """Print a report as one JSON object or as its human lines."""
+    if as_json:
+        click.echo(json.dumps(report, indent=2))
+    else:
+        for line in lines(report):
+            click.echo(line)
+
+
 @click.group()
 @click.version_option(package_name="echoforge")
 @click.option("-v", "--verbose", is_flag=True, help="Log what the stages do.")
@@ -115,11 +124,7 @@ def dry_run(inputs, config_path, sample, target_hours, workers, as_json):
     from echoforge.reports import dry_run as run_dry, dry_run_lines
 
     report = run_dry(list(inputs), load_config(config_path), sample=sample, target_hours=target_hours, cores=workers)
-    if as_json:
-        click.echo(json.dumps(report, indent=2))
-    else:
-        for line in dry_run_lines(report):
-            click.echo(line)
+    _echo_report(report, as_json, dry_run_lines)
 
 
 @main.command()
@@ -145,11 +150,7 @@ def inspect(directory, as_json):
     from echoforge.reports import inspect_lines, inspect_output
 
     report = inspect_output(Path(directory))
-    if as_json:
-        click.echo(json.dumps(report, indent=2))
-    else:
-        for line in inspect_lines(report):
-            click.echo(line)
+    _echo_report(report, as_json, inspect_lines)
 
 
 @main.command("fit-units")
@@ -212,11 +213,7 @@ def eval_units(directory, as_json, limit, codebook, baseline_k, fit_fraction, no
     report = evaluate_units(directory, limit=limit, codebook=codebook, baseline=not no_baseline,
                             baseline_k=baseline_k, fit_fraction=fit_fraction, alignment=not no_alignment,
                             progress=_phase_bars())
-    if as_json:
-        click.echo(json.dumps(report, indent=2))
-    else:
-        for line in report_lines(report):
-            click.echo(line)
+    _echo_report(report, as_json, report_lines)
 
 
 @main.command("fit-unit-lm")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import tempfile
 import time
@@ -13,7 +12,7 @@ import numpy as np
 
 from echoforge.config import BuildConfig
 from echoforge.errors import EchoforgeError
-from echoforge.pipeline.output import read_shard
+from echoforge.pipeline.output import load_manifest, read_shard
 
 
 def summary_lines(manifest: dict[str, Any], output: str | Path) -> list[str]:
@@ -33,13 +32,6 @@ def summary_lines(manifest: dict[str, Any], output: str | Path) -> list[str]:
     return lines
 
 
-def _load_manifest(root: Path) -> dict[str, Any]:
-    path = root / "manifest.json"
-    if not path.exists():
-        raise EchoforgeError(f"{root} has no manifest.json: is it an echoforge output (finished build)?")
-    return json.loads(path.read_text())
-
-
 def _quantiles(values: list[float]) -> dict[str, float] | None:
     if not values:
         return None
@@ -51,7 +43,7 @@ def _quantiles(values: list[float]) -> dict[str, float] | None:
 
 def inspect_output(root: Path) -> dict[str, Any]:
     """Rows, hours, voices, quality distributions and rejects by reason of an output."""
-    manifest = _load_manifest(root)
+    manifest = load_manifest(root)
     cols = ["question_voice", "answer_voice", "question_wer", "answer_wer", "answer_duration_s",
             "question_duration_s", "answer_units_per_second", "answer_dedup_units_per_second"]
     values: dict[str, list] = {c: [] for c in cols}

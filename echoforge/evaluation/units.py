@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import difflib
 import io
-import json
 import re
 import time
 from collections.abc import Callable
@@ -42,10 +41,11 @@ from typing import Any
 import numpy as np
 
 from echoforge.audio import resample, to_pcm16
+from echoforge.backends.units.fit import fit_kmeans
 from echoforge.backends.units.phones import frame_labels, phone_segments
 from echoforge.config import BuildConfig, parse_config
 from echoforge.errors import EchoforgeError, require
-from echoforge.pipeline.output import read_shard
+from echoforge.pipeline.output import load_manifest, read_shard
 from echoforge.schemas.records import Turn, dedup_frames
 from echoforge.seeding import stable_uniform
 
@@ -120,16 +120,6 @@ def mfcc_features(audio: np.ndarray, sample_rate: int) -> np.ndarray:
         feats = torch.cat([mfcc, deltas, ddeltas], dim=0).T.numpy()
     n = len(feats) // 2
     return feats[: 2 * n].reshape(n, 2, -1).mean(axis=1).astype(np.float32)
-
-
-def fit_kmeans(features: np.ndarray, k: int, seed: int = 0) -> np.ndarray:
-    """k-means centres, with the settings ``fit-units`` uses."""
-    from sklearn.cluster import MiniBatchKMeans
-
-    km = MiniBatchKMeans(n_clusters=k, random_state=seed, batch_size=8192, n_init=3, max_iter=200,
-                         reassignment_ratio=0.01)
-    km.fit(features)
-    return km.cluster_centers_.astype(np.float32)
 
 
 def assign(features: np.ndarray, centres: np.ndarray) -> np.ndarray:
@@ -212,10 +202,7 @@ def read_corpus(root: str | Path, limit: int | None = None) -> tuple[BuildConfig
     import soundfile as sf
 
     root = Path(root)
-    path = root / "manifest.json"
-    if not path.exists():
-        raise EchoforgeError(f"{root} has no manifest.json: is it an echoforge output (finished build)?")
-    manifest = json.loads(path.read_text())
+    manifest = load_manifest(root)
     config = parse_config(manifest["config"])
     rows: list[CorpusRow] = []
     for shard in manifest["shards"]:
@@ -382,7 +369,7 @@ def _baseline(fit_feats: list[np.ndarray], eval_mfcc: list[tuple[np.ndarray, np.
     data = np.concatenate(fit_feats)
     mean, scale = data.mean(0), data.std(0) + 1e-5  # standardised: c0 would dominate raw distances
     k_used = min(k, len(data))
-    centres = fit_kmeans((data - mean) / scale, k_used, seed)
+    centres = fit_kmeans((data - mean) / scale, k_used, seed).cluster_centers_.astype(np.float32)
     labels = np.concatenate([lab for _, lab in eval_mfcc])
     units = np.concatenate([assign((f - mean) / scale, centres) for f, _ in eval_mfcc])
     s = cluster_scores(labels, units)

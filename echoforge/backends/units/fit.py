@@ -21,6 +21,7 @@ import numpy as np
 from echoforge.backends.units.base import KMeansCodebook, unit_tokenizers
 from echoforge.backends.units.phones import frame_phones, phone_segments
 from echoforge.config import BuildConfig
+from echoforge.errors import EchoforgeError
 from echoforge.pipeline.stages import run_chain
 from echoforge.pipeline.workunits import Plan, WorkUnit, plan_work_units
 from echoforge.transforms.ingest import Ingest
@@ -76,13 +77,20 @@ def fit_projection(data: np.ndarray, phones: np.ndarray, transform: str) -> tupl
             {"lda_components": int(m), "phones": len(classes), "labelled_frames": int(labelled.sum())})
 
 
+def fit_kmeans(features: np.ndarray, k: int, seed: int = 0):
+    """Seeded mini-batch k-means: the settings of every codebook and baseline echoforge fits."""
+    from sklearn.cluster import MiniBatchKMeans
+
+    km = MiniBatchKMeans(n_clusters=k, random_state=seed, batch_size=8192, n_init=3, max_iter=200,
+                         reassignment_ratio=0.01)
+    return km.fit(features)
+
+
 def fit_codebook(inputs: list[str], config: BuildConfig, *, k: int = 500, seed: int = 0,
                  limit: int | None = None, workers: int = 1, max_frames: int = 400_000,
                  transform: str = "lda", progress=None) -> KMeansCodebook:
     """Synthesise the inputs, extract encoder states, project them (``transform``) and fit
     k-means to them."""
-    from sklearn.cluster import MiniBatchKMeans
-
     t0 = time.time()
     plan = plan_work_units(inputs, config.run.work_unit_rows, limit)
     chunks: list[np.ndarray] = []
@@ -109,12 +117,10 @@ def fit_codebook(inputs: list[str], config: BuildConfig, *, k: int = 500, seed: 
         keep = np.sort(np.random.default_rng(seed).choice(len(data), max_frames, replace=False))
         data, phones = data[keep], phones[keep]
     if len(data) < k:
-        raise ValueError(f"only {len(data)} frames for {k} clusters; give more text or a smaller k")
+        raise EchoforgeError(f"only {len(data)} frames for {k} clusters; give more text or a smaller k")
     mean, projection, facts = fit_projection(data, phones, transform)
     codebook = KMeansCodebook(np.zeros((0, 0), np.float32), {}, "", mean, projection)
-    km = MiniBatchKMeans(n_clusters=k, random_state=seed, batch_size=8192, n_init=3, max_iter=200,
-                         reassignment_ratio=0.01)
-    km.fit(codebook.transform(data))
+    km = fit_kmeans(codebook.transform(data), k, seed)
     provenance = {
         "tokenizer": config.units.tokenizer,
         "k": k,

@@ -157,14 +157,10 @@ def fit_unit_lm(sequences: list[np.ndarray], output: str | Path, *, vocab_size: 
 def corpus_unit_sequences(root: str | Path, split: str = "train",
                           limit: int | None = None) -> tuple[list[np.ndarray], dict[str, Any]]:
     """Deduplicated first-codebook units of a built corpus's rows, and what they are."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
+    from echoforge.pipeline.output import load_manifest, read_shard
 
     root = Path(root)
-    path = root / "manifest.json"
-    if not path.exists():
-        raise EchoforgeError(f"{root} has no manifest.json: is it an echoforge output (finished build)?")
-    manifest = json.loads(path.read_text())
+    manifest = load_manifest(root)
     cols = ["answer_units_dedup", "units_tokenizer", "units_codebook_size"]
     sequences: list[np.ndarray] = []
     tokenizers: set[str] = set()
@@ -172,11 +168,7 @@ def corpus_unit_sequences(root: str | Path, split: str = "train",
     for shard in manifest["shards"]:
         if split != "all" and shard["split"] != split:
             continue
-        if manifest["format"] == "arrow":
-            with pa.OSFile(str(root / shard["path"])) as f:
-                table = pa.ipc.open_stream(f).read_all().select(cols)
-        else:
-            table = pq.read_table(root / shard["path"], columns=cols)
+        table = read_shard(root / shard["path"], manifest["format"], cols)
         for r in table.to_pylist():
             if limit is not None and len(sequences) >= limit:
                 break
