@@ -48,10 +48,11 @@ class ProgressBar:
                             desc=self.label, file=sys.stderr, dynamic_ncols=True)
         if entry is None:
             return
-        self.rows += entry.get("rows", 0)
-        self.rejected += entry.get("rejected", 0)
-        self.seconds += entry.get("audio_seconds", 0.0)
-        self.bar.set_postfix(rows=self.rows, rejected=self.rejected, hours=f"{self.seconds / 3600:.3f}")
+        if entry:  # a build's commit entry: show what has been made so far
+            self.rows += entry["rows"]
+            self.rejected += entry["rejected"]
+            self.seconds += entry["audio_seconds"]
+            self.bar.set_postfix(rows=self.rows, rejected=self.rejected, hours=f"{self.seconds / 3600:.3f}")
         self.bar.update(1)
 
     def __enter__(self) -> ProgressBar:
