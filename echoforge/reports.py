@@ -12,7 +12,7 @@ import numpy as np
 
 from echoforge.config import BuildConfig
 from echoforge.errors import EchoforgeError
-from echoforge.pipeline.output import load_manifest, read_shard
+from echoforge.pipeline.output import iter_shards, load_manifest
 
 
 def summary_lines(manifest: dict[str, Any], output: str | Path) -> list[str]:
@@ -47,8 +47,7 @@ def inspect_output(root: Path) -> dict[str, Any]:
     cols = ["question_voice", "answer_voice", "question_wer", "answer_wer", "answer_duration_s",
             "question_duration_s", "answer_units_per_second", "answer_dedup_units_per_second"]
     values: dict[str, list] = {c: [] for c in cols}
-    for shard in manifest["shards"]:
-        table = read_shard(root / shard["path"], manifest["format"], cols)
+    for _, table in iter_shards(root, cols):
         for c in cols:
             values[c].extend(v for v in table.column(c).to_pylist() if v is not None)
     voices: dict[str, int] = {}

@@ -45,7 +45,7 @@ from echoforge.backends.units.fit import fit_kmeans
 from echoforge.backends.units.phones import frame_labels, phone_segments
 from echoforge.config import BuildConfig, parse_config
 from echoforge.errors import EchoforgeError, require
-from echoforge.pipeline.output import load_manifest, read_shard
+from echoforge.pipeline.output import iter_shards, load_manifest
 from echoforge.schemas.records import Turn, dedup_frames
 from echoforge.seeding import stable_uniform
 
@@ -205,10 +205,9 @@ def read_corpus(root: str | Path, limit: int | None = None) -> tuple[BuildConfig
     manifest = load_manifest(root)
     config = parse_config(manifest["config"])
     rows: list[CorpusRow] = []
-    for shard in manifest["shards"]:
+    for _, table in iter_shards(root, _COLUMNS):
         if limit is not None and len(rows) >= limit:
             break
-        table = read_shard(root / shard["path"], manifest["format"], _COLUMNS)
         for r in table.to_pylist():
             if limit is not None and len(rows) >= limit:
                 break

@@ -23,7 +23,7 @@ import platform
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -63,6 +63,20 @@ def read_shard(path: Path, fmt: str, columns: list[str] | None = None) -> pa.Tab
             table = pa.ipc.open_stream(f).read_all()
         return table.select(columns) if columns else table
     return pq.read_table(path, columns=columns)
+
+
+def iter_shards(root: str | Path, columns: list[str] | None = None, split: str | None = None,
+                batch_rows: int | None = None) -> Iterator[tuple[dict[str, Any], pa.Table]]:
+    """Stream a finished build's data shards as ``(shard entry, Arrow table)`` in manifest order.
+
+    Every reader of an output (inspect, validate, eval-units, reports, export) goes through
+    this; ``split`` picks one split (``None``: all), ``columns`` a projection.
+    """
+    manifest = load_manifest(root)
+    for shard in manifest["shards"]:
+        if split is not None and split != "all" and shard["split"] != split:
+            continue
+        yield shard, read_shard(Path(root) / shard["path"], manifest["format"], columns)
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:

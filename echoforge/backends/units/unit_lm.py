@@ -157,18 +157,13 @@ def fit_unit_lm(sequences: list[np.ndarray], output: str | Path, *, vocab_size: 
 def corpus_unit_sequences(root: str | Path, split: str = "train",
                           limit: int | None = None) -> tuple[list[np.ndarray], dict[str, Any]]:
     """Deduplicated first-codebook units of a built corpus's rows, and what they are."""
-    from echoforge.pipeline.output import load_manifest, read_shard
+    from echoforge.pipeline.output import iter_shards
 
-    root = Path(root)
-    manifest = load_manifest(root)
     cols = ["answer_units_dedup", "units_tokenizer", "units_codebook_size"]
     sequences: list[np.ndarray] = []
     tokenizers: set[str] = set()
     sizes: set[int] = set()
-    for shard in manifest["shards"]:
-        if split != "all" and shard["split"] != split:
-            continue
-        table = read_shard(root / shard["path"], manifest["format"], cols)
+    for _, table in iter_shards(root, cols, split=split):
         for r in table.to_pylist():
             if limit is not None and len(sequences) >= limit:
                 break
