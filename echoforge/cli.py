@@ -82,7 +82,7 @@ def main(verbose: bool) -> None:
 
 @main.command()
 @click.argument("inputs", nargs=-1)
-@click.option("--output", "-o", required=True, type=click.Path(file_okay=False), help="Output directory.")
+@click.option("--output", "-o", required=True, help="Output folder: a path, or an s3:// or gs:// URL.")
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), help="YAML config file.")
 @click.option("--format", "fmt", type=click.Choice(["parquet", "arrow"]), help="Shard format.")
 @click.option("--limit", type=click.IntRange(min=1), help="Use only the first N input rows.")
@@ -91,9 +91,12 @@ def main(verbose: bool) -> None:
 @click.option("--ray-address", help="Join this Ray cluster (default: start a local Ray instance).")
 @click.option("--beam-option", "beam_options", multiple=True,
               help="Beam pipeline option, e.g. --beam-option=--runner=DataflowRunner (repeatable).")
-@click.option("--overwrite", is_flag=True, help="Replace a different build in the output directory.")
+@click.option("--overwrite", is_flag=True, help="Replace a different build in the output folder.")
+@click.option("--break-lease", is_flag=True, help="Take over the output from a build known to be gone.")
+@click.option("--verify", is_flag=True, help="On resume, check the sha256 of sealed shards too (reads them all).")
 @user_errors
-def build(inputs, output, config_path, fmt, limit, workers, engine, ray_address, beam_options, overwrite):
+def build(inputs, output, config_path, fmt, limit, workers, engine, ray_address, beam_options, overwrite,
+          break_lease, verify):
     """Build a corpus from INPUTS (files or datasets); without INPUTS, from the bundled sample.
 
     Rerunning the same command resumes: committed work units are skipped.
@@ -107,7 +110,7 @@ def build(inputs, output, config_path, fmt, limit, workers, engine, ray_address,
     options = {"address": ray_address} if engine == "ray" else {"pipeline_args": list(beam_options)} if engine == "beam" else {}
     with ProgressBar("build") as bar:
         manifest = run_build(list(inputs), output, config, limit=limit, engine=engine, engine_options=options,
-                             overwrite=overwrite, on_progress=bar)
+                             overwrite=overwrite, break_lease=break_lease, verify=verify, on_progress=bar)
     for line in summary_lines(manifest, output):
         click.echo(line)
 
@@ -129,13 +132,13 @@ def dry_run(inputs, config_path, sample, target_hours, workers, as_json):
 
 
 @main.command()
-@click.argument("directory", type=click.Path(exists=True, file_okay=False))
+@click.argument("directory")
 @user_errors
 def validate(directory):
     """Check schema, counts, checksums and invariants; exit 1 on any violation."""
     from echoforge.validate import validate_output
 
-    problems, checked = validate_output(Path(directory))
+    problems, checked = validate_output(directory)
     for p in problems:
         click.echo(f"FAIL {p}")
     click.echo(f"{'invalid' if problems else 'valid'}: {checked} checks, {len(problems)} problems")
@@ -143,15 +146,27 @@ def validate(directory):
 
 
 @main.command()
-@click.argument("directory", type=click.Path(exists=True, file_okay=False))
+@click.argument("directory")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @user_errors
 def inspect(directory, as_json):
     """Summarise rows, hours, voices, quality figures and rejects by reason."""
     from echoforge.reports import inspect_lines, inspect_output
 
-    report = inspect_output(Path(directory))
+    report = inspect_output(directory)
     _echo_report(report, as_json, inspect_lines)
+
+
+@main.command()
+@click.argument("directory")
+@user_errors
+def unlock(directory):
+    """Remove the lease of a build that is known to be gone (crashed on another host)."""
+    from echoforge.pipeline.lease import describe, unlock as remove
+    from echoforge.storage import folder
+
+    lease = remove(folder(directory))
+    click.echo(f"removed the lease of {describe(lease)}" if lease else f"{directory} has no lease")
 
 
 @main.command("fit-units")
@@ -195,7 +210,7 @@ def _phase_bars():
 
 
 @main.command("eval-units")
-@click.argument("directory", type=click.Path(exists=True, file_okay=False))
+@click.argument("directory")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @click.option("--limit", type=click.IntRange(min=2), help="Use only the first N rows.")
 @click.option("--codebook", type=click.Path(dir_okay=False, exists=True),
@@ -218,7 +233,7 @@ def eval_units(directory, as_json, limit, codebook, baseline_k, fit_fraction, no
 
 
 @main.command("fit-unit-lm")
-@click.argument("directory", type=click.Path(exists=True, file_okay=False))
+@click.argument("directory")
 @click.option("--output", "-o", required=True, type=click.Path(dir_okay=False), help="sentencepiece model to write.")
 @click.option("--vocab-size", type=click.IntRange(min=8), default=2000, show_default=True,
               help="Pieces, including one per unit and 3 special pieces.")

@@ -129,6 +129,27 @@ class GateConfig(Section):
 class OutputConfig(Section):
     format: Literal["parquet", "arrow"] = "parquet"
     validation_fraction: float = Field(0.05, ge=0.0, lt=1.0)
+    # Shards are planned before any audio exists: a shard of the train split groups
+    # shard_size_mb / (row_size_kb x work_unit_rows) work units (validation and rejects
+    # proportionally more), so the same plan gives the same shards on every engine and resume.
+    shard_size_mb: float = Field(500.0, gt=0.0)
+    row_size_kb: float | None = Field(None, gt=0.0)  # expected output per input row; None: measured default
+    row_group_rows: int = Field(100, ge=1)  # Parquet row group size (streaming reads)
+
+
+class StorageConfig(Section):
+    """fsspec options per protocol, e.g. ``s3: {endpoint_url: ..., key: ..., secret: ...}``.
+
+    Never saved with the output (they may hold secrets); credentials are better left to the
+    usual environment variables.
+    """
+
+    s3: dict[str, Any] = {}
+    gs: dict[str, Any] = {}
+    hf: dict[str, Any] = {}
+
+    def options(self) -> dict[str, dict[str, Any]]:
+        return {k: dict(v) for k, v in self.model_dump().items() if v}
 
 
 class RunConfig(Section):
@@ -136,6 +157,8 @@ class RunConfig(Section):
     workers: int = Field(0, ge=0)  # 0: one per CPU core
     max_failure_ratio: float = Field(0.5, ge=0.0, le=1.0)
     min_turns_for_ratio: int = Field(50, ge=1)
+    unit_attempts: int = Field(3, ge=1)  # a work unit that fails this often is quarantined
+    lease_ttl_s: float = Field(600.0, gt=0.0)  # a build lease not renewed for this long is stale
 
 
 class BuildConfig(Section):
@@ -146,6 +169,7 @@ class BuildConfig(Section):
     gate: GateConfig = GateConfig()
     output: OutputConfig = OutputConfig()
     run: RunConfig = RunConfig()
+    storage: StorageConfig = StorageConfig()
 
     def with_overrides(self, **sections: dict[str, Any]) -> BuildConfig:
         """A copy with some fields of some sections changed, validated again."""
@@ -154,12 +178,27 @@ class BuildConfig(Section):
             data[section].update({k: v for k, v in values.items() if v is not None})
         return parse_config(data)
 
+    def saved(self) -> dict[str, Any]:
+        """The config as saved with the output: everything but the storage options."""
+        return self.model_dump(mode="json", exclude={"storage"})
+
+    def row_settings(self) -> dict[str, Any]:
+        """The settings that make rows and shards; execution-only ones (batch sizes, workers,
+        device, storage, failure thresholds) are left out, so changing them keeps a resume."""
+        data = self.saved()
+        data["run"] = {"work_unit_rows": data["run"]["work_unit_rows"]}
+        for section in data.values():
+            for key in EXECUTION_ONLY:
+                section.pop(key, None)
+        return data
+
     def fingerprint(self) -> str:
         """Hash of everything that changes output rows (not how many workers compute them)."""
-        data = self.model_dump(mode="json")
-        data["run"] = {"work_unit_rows": data["run"]["work_unit_rows"]}
-        blob = json.dumps(data, sort_keys=True).encode()
+        blob = json.dumps(self.row_settings(), sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
+
+
+EXECUTION_ONLY = ("batch_size", "device")
 
 
 def _field_path(loc: tuple[Any, ...]) -> str:

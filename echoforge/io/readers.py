@@ -1,25 +1,28 @@
-"""Input readers: local JSONL, JSON, Parquet and CSV files, and `datasets` datasets.
+"""Input readers: JSONL, JSON, Parquet and CSV files on any filesystem, and `datasets` datasets.
 
 Every reader turns an input into numbered rows. A row that cannot be read (invalid JSON,
 bytes that are not UTF-8, a CSV line with the wrong number of fields) is still a row: it
 carries an error instead of data and becomes a reject with its position, so nothing is lost
 silently. Readers count rows and remember where slices start, so a work unit reads only its
-own slice.
+own slice. Files are opened through :mod:`echoforge.storage`, so a local path, ``s3://``,
+``gs://`` and ``hf://`` work alike.
 """
 
 from __future__ import annotations
 
 import csv
 import functools
+import hashlib
 import io
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import IO, Any, Iterator, Mapping
 
 from echoforge.errors import InputError
+from echoforge.storage import StorageError, filesystem, is_remote
 
+PACKAGE_DATA = Path(__file__).resolve().parents[1] / "data"
 FILE_FORMATS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".parquet": "parquet",
                 ".csv": "csv", ".tsv": "csv"}
 
@@ -34,6 +37,7 @@ class RawRow:
     error: str | None = None
     where: str = ""  # human position, e.g. "row 12"
     work_unit: int = -1
+    source_id: str = ""  # the input's full identity (location, or Hub name and split): ids derive from it
 
     @property
     def label(self) -> str:
@@ -49,54 +53,91 @@ class InputSpec:
     name: str  # the `source` column value
     offsets: tuple[int, ...] = field(default=(), compare=False)  # byte offset of each slice start
     rows: int = 0
+    checksum: str = ""  # content: sha256 of the file, or the dataset's fingerprint / Hub revision
+    options: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)  # storage options
+
+    @property
+    def identity(self) -> str:
+        """What row ids are derived from: the full location (or Hub name and split); the
+        package's bundled samples are named by their place in the package, so their ids are
+        the same on every machine."""
+        if self.kind == "datasets-hub":
+            return f"hf:{self.name}"
+        if not is_remote(self.uri) and Path(self.uri).parent == PACKAGE_DATA:
+            return f"echoforge:data/{Path(self.uri).name}"
+        return self.uri
 
 
-def resolve_input(uri: str, split: str = "train") -> InputSpec:
-    """Identify an input by path or name, without reading it.
+def _open(spec_or_uri: InputSpec | str, options: Mapping[str, Any] | None = None) -> IO[bytes]:
+    uri = spec_or_uri.uri if isinstance(spec_or_uri, InputSpec) else spec_or_uri
+    opts = spec_or_uri.options if isinstance(spec_or_uri, InputSpec) else options
+    fs, path = filesystem(uri, opts)
+    return fs.open(path, "rb")
+
+
+def resolve_input(uri: str, split: str = "train", options: Mapping[str, Any] | None = None) -> InputSpec:
+    """Identify an input by path, URL or Hub name, without reading it.
 
     Local paths are made absolute, so that workers in other directories (Ray, Beam) find them.
     """
-    p = Path(uri).absolute()
-    if p.is_dir():
-        if (p / "dataset_info.json").exists() or (p / "dataset_dict.json").exists() or (p / "state.json").exists():
-            return InputSpec(str(p), "datasets-disk", p.name)
+    options = dict(options or {})
+    remote = is_remote(uri)
+    if not remote and not Path(uri).exists() and "/" in uri and not uri.startswith((".", "/", "~")) \
+            and not Path(uri).suffix:
+        return InputSpec(uri, "datasets-hub", f"{uri}:{split}", options=options)
+    try:
+        fs, path = filesystem(uri, options)
+        found = fs.exists(path)
+        is_dir = found and fs.isdir(path)
+    except StorageError as exc:
+        raise InputError(str(exc)) from None
+    except InputError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - credentials, network: one line
+        raise InputError(f"cannot open input {uri}: {type(exc).__name__}: {str(exc)[:200]}") from None
+    location = uri if remote else str(Path(uri).absolute())
+    name = path.rstrip("/").rsplit("/", 1)[-1]
+    if is_dir:
+        if any(fs.exists(f"{path.rstrip('/')}/{m}") for m in ("dataset_info.json", "dataset_dict.json", "state.json")):
+            return InputSpec(location, "datasets-disk", name, options=options)
         raise InputError(f"{uri} is a directory but not a saved `datasets` dataset")
-    if p.exists():
-        ext = "".join(p.suffixes[-1:]).lower()
+    if found:
+        ext = Path(name).suffix.lower()
         kind = FILE_FORMATS.get(ext)
         if kind is None:
             raise InputError(
                 f"{uri}: unknown file type '{ext}'; use one of {', '.join(sorted(FILE_FORMATS))}"
             )
-        return InputSpec(str(p), kind, p.name)
-    if uri.startswith("hf://") or ("/" in uri and not uri.startswith((".", "/")) and not Path(uri).suffix):
-        name = uri.removeprefix("hf://")
-        return InputSpec(name, "datasets-hub", f"{name}:{split}")
+        return InputSpec(location, kind, name, options=options)
     raise InputError(f"input not found: {uri}")
 
 
 # --- line-based files (JSONL, CSV): one pass to count rows and remember slice offsets ---
 
 
-def _line_rows(path: str) -> Iterator[tuple[int, bytes, int]]:
+def _line_rows(spec: InputSpec, digest: Any = None) -> Iterator[tuple[int, bytes, int]]:
     """Yield (byte offset, line bytes, line number) of every non-blank line."""
-    with open(path, "rb") as f:
+    with _open(spec) as f:
         offset = 0
         for lineno, line in enumerate(f, start=1):
+            if digest is not None:
+                digest.update(line)
             if line.strip():
                 yield offset, line, lineno
             offset += len(line)
 
 
-def _csv_offsets(path: str) -> Iterator[int]:
+def _csv_offsets(spec: InputSpec, digest: Any = None) -> Iterator[int]:
     """Byte offset of each CSV record (records may span lines)."""
-    with open(path, "rb") as f:
+    with _open(spec) as f:
         pos = [0]
         header_done = [False]
 
         def lines() -> Iterator[str]:
             for raw in f:
                 pos[0] += len(raw)
+                if digest is not None:
+                    digest.update(raw)
                 yield raw.decode("utf-8", errors="replace")
 
         reader = csv.reader(lines())
@@ -108,34 +149,55 @@ def _csv_offsets(path: str) -> Iterator[int]:
             start = pos[0]
 
 
+def _file_sha256(spec: InputSpec) -> str:
+    h = hashlib.sha256()
+    with _open(spec) as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
 def scan_input(spec: InputSpec, slice_rows: int) -> InputSpec:
-    """Count rows and record where every slice of ``slice_rows`` rows starts."""
-    if spec.kind == "jsonl":
+    """Count rows, record where every slice of ``slice_rows`` rows starts, and checksum the
+    content (one streaming pass for line-based files)."""
+    def done(offsets: tuple[int, ...], rows: int, checksum: str) -> InputSpec:
+        return InputSpec(spec.uri, spec.kind, spec.name, offsets, rows, checksum, spec.options)
+
+    if spec.kind in ("jsonl", "csv"):
+        digest = hashlib.sha256()
         offsets, n = [], 0
-        for off, _, _ in _line_rows(spec.uri):
+        starts = (off for off, _, _ in _line_rows(spec, digest)) if spec.kind == "jsonl" else _csv_offsets(spec, digest)
+        for off in starts:
             if n % slice_rows == 0:
                 offsets.append(off)
             n += 1
-        return InputSpec(spec.uri, spec.kind, spec.name, tuple(offsets), n)
-    if spec.kind == "csv":
-        offsets, n = [], 0
-        for off in _csv_offsets(spec.uri):
-            if n % slice_rows == 0:
-                offsets.append(off)
-            n += 1
-        return InputSpec(spec.uri, spec.kind, spec.name, tuple(offsets), n)
+        return done(tuple(offsets), n, digest.hexdigest())
     if spec.kind == "json":
-        return InputSpec(spec.uri, spec.kind, spec.name, (), len(_load_json(spec.uri)))
+        return done((), len(_load_json(spec)), _file_sha256(spec))
     if spec.kind == "parquet":
         import pyarrow.parquet as pq
 
         try:
-            n = pq.ParquetFile(spec.uri).metadata.num_rows
+            with _open(spec) as f:
+                n = pq.ParquetFile(f).metadata.num_rows
         except Exception as exc:  # noqa: BLE001 - any pyarrow failure means unreadable
             raise InputError(f"{spec.uri} is not a readable Parquet file ({exc})") from None
-        return InputSpec(spec.uri, spec.kind, spec.name, (), n)
+        return done((), n, _file_sha256(spec))
     ds = _load_dataset(spec.kind, spec.uri, spec.name)
-    return InputSpec(spec.uri, spec.kind, spec.name, (), len(ds))
+    return done((), len(ds), _dataset_revision(ds, spec))
+
+
+def _dataset_revision(ds: Any, spec: InputSpec) -> str:
+    """Content identity of a `datasets` input: its fingerprint (content-derived for saved
+    datasets), or the Hub revision when it can be looked up."""
+    if spec.kind == "datasets-hub":
+        try:
+            from huggingface_hub import HfApi
+
+            return "revision:" + HfApi().dataset_info(spec.name.rpartition(":")[0]).sha
+        except Exception:  # noqa: BLE001 - offline: the fingerprint still identifies the content
+            pass
+    return "fingerprint:" + str(getattr(ds, "_fingerprint", ""))
 
 
 def read_slice(spec: InputSpec, start: int, stop: int, slice_rows: int) -> Iterator[RawRow]:
@@ -145,7 +207,7 @@ def read_slice(spec: InputSpec, start: int, stop: int, slice_rows: int) -> Itera
     elif spec.kind == "csv":
         yield from _read_csv(spec, start, stop, slice_rows)
     elif spec.kind == "json":
-        for i, item in enumerate(_load_json(spec.uri)[start:stop], start=start):
+        for i, item in enumerate(_load_json(spec)[start:stop], start=start):
             yield _as_row(spec.name, i, item, f"item {i}")
     elif spec.kind == "parquet":
         yield from _read_parquet(spec, start, stop)
@@ -173,7 +235,7 @@ def _slice_offset(spec: InputSpec, start: int, slice_rows: int) -> tuple[int, in
 
 def _read_jsonl(spec: InputSpec, start: int, stop: int, slice_rows: int) -> Iterator[RawRow]:
     offset, row = _slice_offset(spec, start, slice_rows)
-    with open(spec.uri, "rb") as f:
+    with _open(spec) as f:
         f.seek(offset)
         for line in f:
             if not line.strip():
@@ -201,7 +263,7 @@ def _parse_json_line(source: str, row: int, line: bytes) -> RawRow:
 def _read_csv(spec: InputSpec, start: int, stop: int, slice_rows: int) -> Iterator[RawRow]:
     offset, row = _slice_offset(spec, start, slice_rows)
     delimiter = "\t" if spec.uri.lower().endswith(".tsv") else ","
-    with open(spec.uri, "rb") as fb:
+    with _open(spec) as fb:
         header_line = fb.readline().decode("utf-8", errors="replace")
         header = next(csv.reader([header_line], delimiter=delimiter))
         if offset:
@@ -227,18 +289,19 @@ def _csv_row(source: str, row: int, header: list[str], values: list[str]) -> Raw
 def _read_parquet(spec: InputSpec, start: int, stop: int) -> Iterator[RawRow]:
     import pyarrow.parquet as pq
 
-    pf = pq.ParquetFile(spec.uri)
-    first = 0
-    for rg in range(pf.metadata.num_row_groups):
-        n = pf.metadata.row_group(rg).num_rows
-        if first + n > start and first < stop:
-            rows = pf.read_row_group(rg).to_pylist()
-            for i, item in enumerate(rows, start=first):
-                if start <= i < stop:
-                    yield _as_row(spec.name, i, item, f"row {i}")
-        first += n
-        if first >= stop:
-            break
+    with _open(spec) as f:
+        pf = pq.ParquetFile(f)
+        first = 0
+        for rg in range(pf.metadata.num_row_groups):
+            n = pf.metadata.row_group(rg).num_rows
+            if first + n > start and first < stop:
+                rows = pf.read_row_group(rg).to_pylist()
+                for i, item in enumerate(rows, start=first):
+                    if start <= i < stop:
+                        yield _as_row(spec.name, i, item, f"row {i}")
+            first += n
+            if first >= stop:
+                break
 
 
 class _Unreadable:
@@ -247,8 +310,9 @@ class _Unreadable:
 
 
 @functools.lru_cache(maxsize=4)
-def _load_json_cached(path: str, mtime: float) -> list[Any]:
-    raw = Path(path).read_bytes()
+def _load_json_cached(uri: str, version: str, options_key: str) -> list[Any]:
+    with _open(uri, json.loads(options_key)) as f:
+        raw = f.read()
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -267,8 +331,11 @@ def _load_json_cached(path: str, mtime: float) -> list[Any]:
     return [_Unreadable(f"top-level JSON is a {type(data).__name__}, not a list of objects")]
 
 
-def _load_json(path: str) -> list[Any]:
-    return _load_json_cached(path, os.path.getmtime(path))
+def _load_json(spec: InputSpec) -> list[Any]:
+    fs, path = filesystem(spec.uri, spec.options)
+    info = fs.info(path)
+    version = str(info.get("mtime") or info.get("LastModified") or info.get("ETag") or info.get("size"))
+    return _load_json_cached(spec.uri, version, json.dumps(dict(spec.options), sort_keys=True, default=str))
 
 
 @functools.lru_cache(maxsize=4)

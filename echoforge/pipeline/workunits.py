@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Iterator
+from typing import Any, Iterator, Mapping
 
+from echoforge.errors import InputError
 from echoforge.io.readers import InputSpec, RawRow, read_slice, resolve_input, scan_input
 
 
@@ -35,13 +36,18 @@ class Plan:
         """The input rows of a work unit, tagged with the unit's index."""
         spec = self.inputs[unit.input_index]
         for row in read_slice(spec, unit.start, unit.stop, self.rows_per_unit):
-            yield dataclasses.replace(row, work_unit=unit.index)
+            yield dataclasses.replace(row, work_unit=unit.index, source_id=spec.identity)
 
 
 def plan_work_units(uris: list[str], rows_per_unit: int, limit: int | None = None,
-                    split: str = "train") -> Plan:
+                    split: str = "train", options: Mapping[str, Any] | None = None) -> Plan:
     """Scan the inputs and cut them into work units; the same inputs give the same plan."""
-    specs = [scan_input(resolve_input(u, split), rows_per_unit) for u in uris]
+    specs = [scan_input(resolve_input(u, split, options), rows_per_unit) for u in uris]
+    seen: dict[str, str] = {}
+    for u, spec in zip(uris, specs):
+        if spec.identity in seen:
+            raise InputError(f"input {u} is given twice (also as {seen[spec.identity]}); its rows would repeat")
+        seen[spec.identity] = u
     units: list[WorkUnit] = []
     budget = limit if limit is not None else float("inf")
     for i, spec in enumerate(specs):

@@ -180,7 +180,7 @@ class Ingest(Stage[RawRow]):
         return kept, rejected
 
     def _reject(self, row: RawRow, reason: str, detail: str) -> Reject:
-        return Reject(id=row_id(row.source, row.position), source=row.source,
+        return Reject(id=row_id(row.source_id or row.source, row.position), source=row.source,
                       source_position=row.label, stage=self.name, reason=reason, detail=detail,
                       input_row=row.position, work_unit=row.work_unit)
 
@@ -229,7 +229,7 @@ class Ingest(Stage[RawRow]):
                 index = first_index + len(turns)
                 question = "\n\n".join(pending)
                 turns.append(Turn(
-                    id=row_id(row.source, row.position, index),
+                    id=row_id(row.source_id or row.source, row.position, index),
                     source=row.source,
                     source_position=row.label,
                     conversation_id=conv_id,

@@ -1,10 +1,12 @@
-"""Beam engine: the stages as DoFns, grouped and committed per work unit inside the pipeline.
+"""Beam engine: the stages as DoFns over whole work units; workers commit their own units.
 
-Work-unit indices -> rows read per unit -> for each stage ``BatchElements`` (the stage's batch
-size) and a DoFn that loads the stage's models in ``setup()`` -> everything (kept turns,
-rejects of every stage, stage seconds, and one marker per unit so that units with no rows are
-committed too) keyed by work unit -> ``GroupByKey`` -> a DoFn that commits each unit with
-:meth:`Job.commit`. Commits are atomic and idempotent, so a retried bundle is harmless.
+Work-unit indices -> ``Reshuffle`` (spread over workers) -> a DoFn that reads each unit's
+input rows -> for each stage a DoFn that loads the stage's models in ``setup()`` and runs
+the stage over the unit's records in its batch size (a ``Reshuffle`` between stages lets a
+runner give each stage its own workers and resource hints: GPUs for stages that declare
+them) -> a DoFn that commits the unit from the worker it runs on, through
+:meth:`Job.commit`, and emits only the commit entry. No step sees more than one unit's rows,
+and nothing but commit markers comes back to the launching process.
 
 ``pipeline_args`` are Beam pipeline options (``--runner=DataflowRunner``, ``--project=...``).
 Without ``--runner`` the pipeline runs in this process on Beam's direct-runner engine (the
@@ -14,82 +16,57 @@ to download and start the Prism runner binary, which fails offline.
 
 from __future__ import annotations
 
-import json
-import time
-from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from echoforge.pipeline.engines.base import Engine, engines
+from echoforge.pipeline.engines.base import Engine, UnitState, advance, commit_state, engines
 from echoforge.pipeline.job import Job
-from echoforge.pipeline.stages import identities
-from echoforge.pipeline.workunits import Plan, WorkUnit
+from echoforge.pipeline.stages import build_stages
+from echoforge.pipeline.workunits import WorkUnit
 from echoforge.transforms.base import Stage
 
 DEFAULT_RUNNER = "FnApiRunner"
-KEPT, REJECT, SECONDS, UNIT = "kept", "reject", "seconds", "unit"
 
 
 class ReadUnit(beam.DoFn):
-    """A work-unit index in, that unit's input rows out."""
-
-    def __init__(self, plan: Plan):
-        self.plan = plan
-
-    def process(self, index: int) -> Iterator[Any]:
-        yield from self.plan.read(self.plan.units[index])
-
-
-class StageDoFn(beam.DoFn):
-    """One stage over a batch: kept records on the main output; rejects and the stage's
-    seconds (split over the batch's work units by record count) on tagged outputs."""
-
-    def __init__(self, stage: Stage):
-        self.stage = stage
-
-    def setup(self) -> None:
-        self.stage.ensure_setup()
-
-    def process(self, batch: list[Any]) -> Iterator[Any]:
-        t0 = time.perf_counter()
-        kept, rejected = self.stage.process(batch)
-        seconds = time.perf_counter() - t0
-        yield from kept
-        for r in rejected:
-            yield beam.pvalue.TaggedOutput(REJECT, r)
-        counts = Counter(record.work_unit for record in batch)
-        for unit, n in counts.items():
-            yield beam.pvalue.TaggedOutput(SECONDS, (unit, {self.stage.name: seconds * n / len(batch)}))
-
-
-class CommitUnit(beam.DoFn):
-    """Commit one work unit from everything grouped under its index."""
+    """A work-unit index in, that unit's state (its input rows) out."""
 
     def __init__(self, job: Job):
         self.job = job
 
-    def setup(self) -> None:
-        stages = self.job.stages()
-        self.stage_names = [s.name for s in stages]
-        self.models = identities(stages)
-        self.units = {u.index: u for u in self.job.plan.units}
+    def process(self, index: int) -> Iterator[UnitState]:
+        unit = self.job.plan.units[index]
+        try:
+            yield UnitState(unit, list(self.job.plan.read(unit)))
+        except Exception as exc:  # noqa: BLE001 - an unreadable unit is quarantined, not fatal
+            yield UnitState(unit, [], failure=f"{type(exc).__name__}: {exc}", attempts=1)
 
-    def process(self, element: tuple[int, Iterable[tuple[str, Any]]]) -> Iterator[dict[str, Any]]:
-        index, values = element
-        kept, rejected = [], []
-        seconds = dict.fromkeys(self.stage_names, 0.0)
-        for kind, value in values:
-            if kind == KEPT:
-                kept.append(value)
-            elif kind == REJECT:
-                rejected.append(value)
-            elif kind == SECONDS:
-                for k, v in value.items():
-                    seconds[k] = seconds.get(k, 0.0) + v
-        yield self.job.commit(self.units[index], kept, rejected, seconds, self.models)
+
+class StageDoFn(beam.DoFn):
+    """One stage over one work unit at a time (in the stage's batch size)."""
+
+    def __init__(self, stage: Stage, attempts: int):
+        self.stage = stage
+        self.attempts = attempts
+
+    def setup(self) -> None:
+        self.stage.ensure_setup()
+
+    def process(self, state: UnitState) -> Iterator[UnitState]:
+        yield advance(self.stage, state, self.attempts)
+
+
+class CommitUnit(beam.DoFn):
+    """Commit one work unit on this worker; emit its commit entry."""
+
+    def __init__(self, job: Job):
+        self.job = job
+
+    def process(self, state: UnitState) -> Iterator[dict[str, Any]]:
+        yield commit_state(self.job, state)
 
 
 def pipeline_options(pipeline_args: list[str] | None) -> PipelineOptions:
@@ -99,43 +76,42 @@ def pipeline_options(pipeline_args: list[str] | None) -> PipelineOptions:
     return PipelineOptions(args)
 
 
-def build_pipeline(p: beam.Pipeline, job: Job, units: list[WorkUnit]) -> None:
-    """Add the job's transforms for ``units`` to pipeline ``p``."""
-    indices = p | "Units" >> beam.Create([u.index for u in units]) | "Spread" >> beam.Reshuffle()
-    keyed = [indices | "KeyUnits" >> beam.Map(lambda i: (i, (UNIT, None)))]
-    records = indices | "Read" >> beam.ParDo(ReadUnit(job.plan))
-    for stage in job.stages():
-        size = stage.resources.batch_size
-        out = (records
-               | f"{stage.name}/Batch" >> beam.BatchElements(min_batch_size=size, max_batch_size=size)
-               | f"{stage.name}/Process" >> beam.ParDo(StageDoFn(stage)).with_outputs(REJECT, SECONDS, main=KEPT))
-        records = out[KEPT]
-        keyed.append(out[REJECT] | f"{stage.name}/KeyRejects" >> beam.Map(lambda r: (r.work_unit, (REJECT, r))))
-        keyed.append(out[SECONDS] | f"{stage.name}/KeySeconds" >> beam.Map(lambda kv: (kv[0], (SECONDS, kv[1]))))
-    keyed.append(records | "KeyKept" >> beam.Map(lambda t: (t.work_unit, (KEPT, t))))
-    _ = (keyed
-         | "All" >> beam.Flatten()
-         | "ByUnit" >> beam.GroupByKey()
-         | "Commit" >> beam.ParDo(CommitUnit(job)))
+def build_pipeline(p: beam.Pipeline, job: Job, units: list[WorkUnit], accelerator: str | None = None) -> None:
+    """Add the job's transforms for ``units`` to pipeline ``p``; stages that declare GPUs get
+    the ``accelerator`` resource hint (e.g. ``type:nvidia-l4;count:1;install-nvidia-driver``)."""
+    attempts = job.config.run.unit_attempts
+    states = (p | "Units" >> beam.Create([u.index for u in units])
+              | "Spread" >> beam.Reshuffle()
+              | "Read" >> beam.ParDo(ReadUnit(job)))
+    for stage in build_stages(job.config):
+        step = beam.ParDo(StageDoFn(stage, attempts))
+        if accelerator and stage.resources.num_gpus > 0:
+            step = step.with_resource_hints(accelerator=accelerator)
+        states = states | f"{stage.name}/Spread" >> beam.Reshuffle() | f"{stage.name}/Process" >> step
+    _ = states | "Commit" >> beam.ParDo(CommitUnit(job))
 
 
 @engines.register("beam")
 class BeamEngine(Engine):
-    """Option: ``pipeline_args``, a list of Beam pipeline options."""
+    """Options: ``pipeline_args``, a list of Beam pipeline options; ``accelerator``, the
+    resource hint given to stages that declare GPUs."""
 
     name = "beam"
 
-    def __init__(self, workers: int = 1, pipeline_args: list[str] | None = None, **options: Any):
+    def __init__(self, workers: int = 1, pipeline_args: list[str] | None = None, accelerator: str | None = None,
+                 **options: Any):
         super().__init__(workers, **options)
         self.pipeline_args = list(pipeline_args or [])
+        self.accelerator = accelerator
 
     def run(self, job: Job, units: list[WorkUnit]) -> Iterator[dict[str, Any]]:
         if not units:
             return
         p = beam.Pipeline(options=pipeline_options(self.pipeline_args))
-        build_pipeline(p, job, units)
+        build_pipeline(p, job, units, self.accelerator)
         state = p.run().wait_until_finish()
         if state != beam.runners.runner.PipelineState.DONE:
             raise RuntimeError(f"the Beam pipeline ended in state {state}")
+        folder = job.layout.folder
         for u in units:
-            yield json.loads(job.layout.marker(u.index).read_text())
+            yield folder.read_json(job.layout.marker(u.index))

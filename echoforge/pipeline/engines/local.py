@@ -1,17 +1,27 @@
 """Local engine: a process pool over work units, models loaded once per worker process.
 
 At most two units per worker are in flight, so memory stays flat however large the input.
-With one worker, units run in this process.
+With one worker, units run in this process. Workers commit their own units; only commit
+entries come back.
+
+A worker that dies (out of memory, a native crash) takes its units with it: the pool is
+restarted and the units that were in flight run again one at a time, so a unit that kills
+its worker on its own is known; after ``run.unit_attempts`` deaths it is quarantined (committed
+with no rows and one reject naming its input range) and the build goes on.
+
+Where CUDA devices exist, worker *i* sees only device ``i mod n`` (``CUDA_VISIBLE_DEVICES``),
+so model stages spread over the GPUs instead of all landing on ``cuda:0``.
 """
 
 from __future__ import annotations
 
 import multiprocessing as mp
+import os
+from collections import deque
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any, Iterator
 
-from echoforge.errors import EchoforgeError
 from echoforge.pipeline.engines.base import Engine, engines
 from echoforge.pipeline.job import Job
 from echoforge.pipeline.workunits import WorkUnit
@@ -20,8 +30,13 @@ _worker_job: Job | None = None
 _worker_stages = None
 
 
-def _init_worker(job: Job) -> None:
+def _init_worker(job: Job, devices: list[str], counter) -> None:
     global _worker_job, _worker_stages
+    if devices:
+        with counter.get_lock():
+            index = counter.value
+            counter.value += 1
+        os.environ["CUDA_VISIBLE_DEVICES"] = devices[index % len(devices)]
     _worker_job = job
     _worker_stages = job.stages()
     for stage in _worker_stages:
@@ -32,6 +47,19 @@ def _run_unit(unit: WorkUnit) -> dict[str, Any]:
     return _worker_job.process(unit, _worker_stages)
 
 
+def _cuda_devices() -> list[str]:
+    """Visible CUDA device ids, without importing torch in the driver."""
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None:
+        return [d for d in visible.split(",") if d.strip()]
+    try:
+        import ctranslate2
+
+        return [str(i) for i in range(ctranslate2.get_cuda_device_count())]
+    except Exception:  # noqa: BLE001 - no CUDA runtime: CPU only
+        return []
+
+
 @engines.register("local")
 class LocalEngine(Engine):
     name = "local"
@@ -40,35 +68,53 @@ class LocalEngine(Engine):
         super().__init__(workers, **options)
         self._pool: ProcessPoolExecutor | None = None
 
+    def _start_pool(self, job: Job, workers: int) -> ProcessPoolExecutor:
+        ctx = mp.get_context("spawn")
+        self._pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init_worker,
+                                         initargs=(job, _cuda_devices(), ctx.Value("i", 0)))
+        return self._pool
+
     def run(self, job: Job, units: list[WorkUnit]) -> Iterator[dict[str, Any]]:
-        if self.workers <= 1 or len(units) <= 1:
+        if self.workers <= 1 and not self.options.get("isolate_crashes"):
             stages = job.stages()
             for unit in units:
                 yield job.process(unit, stages)
             return
-        self._pool = ProcessPoolExecutor(
-            max_workers=self.workers, mp_context=mp.get_context("spawn"), initializer=_init_worker, initargs=(job,)
-        )
-        todo = iter(units)
-        running: set[Future] = set()
-        for unit in todo:
-            running.add(self._pool.submit(_run_unit, unit))
-            if len(running) >= 2 * self.workers:
-                break
-        while running:
-            done, running = wait(running, return_when=FIRST_COMPLETED)
+        todo = deque(units)
+        suspects: deque[WorkUnit] = deque()  # in flight when a worker died: rerun one at a time
+        deaths: dict[int, int] = {}
+        attempts = job.config.run.unit_attempts
+        pool = self._start_pool(job, max(1, min(self.workers, len(units))))
+        running: dict[Future, WorkUnit] = {}
+        while todo or suspects or running:
+            while not running and suspects:
+                unit = suspects.popleft()
+                running[pool.submit(_run_unit, unit)] = unit
+            while not suspects and todo and len(running) < 2 * self.workers:
+                unit = todo.popleft()
+                running[pool.submit(_run_unit, unit)] = unit
+            done, _ = wait(running, return_when=FIRST_COMPLETED)
+            broken = False
             for fut in done:
+                unit = running.pop(fut)
                 try:
-                    entry = fut.result()
+                    yield fut.result()
                 except BrokenProcessPool:
-                    raise EchoforgeError(
-                        "a worker process died (out of memory or killed); committed work units are kept, "
-                        "rerun the same command to resume (with fewer --workers if memory is short)"
-                    ) from None
-                yield entry
-                nxt = next(todo, None)
-                if nxt is not None:
-                    running.add(self._pool.submit(_run_unit, nxt))
+                    broken = True
+                    deaths[unit.index] = deaths.get(unit.index, 0) + 1
+                    alone = len(done) == 1 and not running
+                    if alone and deaths[unit.index] >= attempts:
+                        yield job.quarantine(unit, "the worker process died (native crash or out of memory)",
+                                             deaths[unit.index])
+                    else:
+                        suspects.append(unit)
+            if broken:
+                for fut, unit in running.items():
+                    deaths[unit.index] = deaths.get(unit.index, 0) + 1
+                    suspects.append(unit)
+                running.clear()
+                self.close()
+                pool = self._start_pool(job, max(1, min(self.workers, len(units))))
         self.close()
 
     def close(self) -> None:

@@ -1,16 +1,16 @@
-"""Ray engine: one Ray Data ``map_batches`` per stage, streaming, committed per work unit.
+"""Ray engine: one Ray Data ``map_batches`` per stage, over whole work units; workers commit.
 
-Rows between operators are ``{"unit", "kind", "payload"}``; the payload is the pickled tuple
-``(record, weight, seconds, models)``. ``kind`` is ``record`` (input for the next stage),
-``reject`` or ``tally`` (weight with no record). Stages never see the envelope: the adapter
-unwraps records, calls ``Stage.process`` and wraps what comes back.
+Rows between operators are ``{"unit", "state"}``, where ``state`` is the pickled
+:class:`UnitState` of one work unit (its records, rejects so far, stage seconds). A reader
+turns unit indices into their input rows; each stage runs in its own pool of callable-class
+actors (models load once per actor, resources as the stage declares them, GPUs where the
+cluster has them) over a unit's records in the stage's batch size; the last operator commits
+the unit from the worker it runs on, through :meth:`Job.commit`, and passes on only the
+commit entry. The driver receives commit entries and nothing else: no audio, no rows.
 
-Rows of one unit reach the driver in any order, so completeness is tracked by weight: a unit
-starts with weight 1, split over its input rows; each stage hands a unit's input weight on to
-that unit's outputs in the batch (or to a tally row when nothing came out). Rejects keep
-their weight and pass through the later stages untouched. A unit is complete, and committed
-with :meth:`Job.commit`, when its rows' weights sum to exactly 1 (fractions, no rounding). The
-driver holds only the rows of units still in flight.
+A stage that raises on a unit is retried on it up to ``run.unit_attempts`` times; then the
+unit is quarantined (committed with no rows and one reject naming its input range).
+Crashed actors are restarted by Ray, which retries their tasks.
 """
 
 from __future__ import annotations
@@ -18,129 +18,66 @@ from __future__ import annotations
 import functools
 import os
 import pickle
-import time
-from collections import defaultdict
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from fractions import Fraction
 from typing import Any
 
 import pyarrow as pa
 import ray
 from ray.data import ActorPoolStrategy, DataContext
 
-from echoforge.pipeline.engines.base import Engine, engines
+from echoforge.pipeline.engines.base import Engine, UnitState, advance, commit_state, engines
 from echoforge.pipeline.job import Job
-from echoforge.pipeline.workunits import Plan, WorkUnit
-from echoforge.schemas.records import Reject, Turn
+from echoforge.pipeline.stages import build_stages
+from echoforge.pipeline.workunits import WorkUnit
 from echoforge.transforms.base import Resources, Stage
 
-RECORD, REJECT, TALLY = "record", "reject", "tally"
-SCHEMA = pa.schema([("unit", pa.int64()), ("kind", pa.string()), ("payload", pa.large_binary())])
+SCHEMA = pa.schema([("unit", pa.int64()), ("state", pa.large_binary())])
+ENTRY = pa.schema([("unit", pa.int64()), ("entry", pa.large_binary())])
 
 
-@dataclass
-class _Item:
-    unit: int
-    kind: str
-    record: Any
-    weight: Fraction
-    seconds: dict[str, float] = field(default_factory=dict)
-    models: dict[str, str] = field(default_factory=dict)
+def _encode(states: list[UnitState]) -> pa.Table:
+    return pa.Table.from_pydict({"unit": [s.unit.index for s in states],
+                                 "state": [pickle.dumps(s, protocol=5) for s in states]}, schema=SCHEMA)
 
 
-def _encode(items: list[_Item]) -> pa.Table:
-    return pa.Table.from_pydict({
-        "unit": [i.unit for i in items],
-        "kind": [i.kind for i in items],
-        "payload": [pickle.dumps((i.record, i.weight, i.seconds, i.models), protocol=5) for i in items],
-    }, schema=SCHEMA)
+def _decode(batch: pa.Table) -> list[UnitState]:
+    return [pickle.loads(p) for p in batch.column("state").to_pylist()]
 
 
-def _decode(batch: pa.Table) -> list[_Item]:
-    return [_Item(u, k, *pickle.loads(p)) for u, k, p in zip(
-        batch.column("unit").to_pylist(), batch.column("kind").to_pylist(), batch.column("payload").to_pylist())]
-
-
-def _read_units(batch: pa.Table, plan: Plan) -> pa.Table:
-    """Work-unit indices in, the units' input rows out (weight 1 per unit)."""
-    items: list[_Item] = []
+def _read_units(batch: pa.Table, job: Job) -> pa.Table:
+    """Work-unit indices in, the units' input rows out."""
+    states = []
     for index in batch.column("unit").to_pylist():
-        rows = list(plan.read(plan.units[index]))
-        if not rows:
-            items.append(_Item(index, TALLY, None, Fraction(1)))
-        items.extend(_Item(index, RECORD, row, Fraction(1, len(rows))) for row in rows)
-    return _encode(items)
+        unit = job.plan.units[index]
+        try:
+            states.append(UnitState(unit, list(job.plan.read(unit))))
+        except Exception as exc:  # noqa: BLE001 - an unreadable unit is quarantined, not fatal
+            states.append(UnitState(unit, [], failure=f"{type(exc).__name__}: {exc}", attempts=1))
+    return _encode(states)
 
 
 class _StageFn:
     """A Ray Data actor running one stage; its models load once, in ``__init__``."""
 
-    def __init__(self, stage: Stage):
+    def __init__(self, stage: Stage, attempts: int):
         self.stage = stage
+        self.attempts = attempts
         self.stage.ensure_setup()
-        self.identity = stage.identity()
 
     def __call__(self, batch: pa.Table) -> pa.Table:
-        items = _decode(batch)
-        todo = [i for i in items if i.kind == RECORD]
-        out = [i for i in items if i.kind != RECORD]  # rejects and tallies pass through
-        count: dict[int, int] = defaultdict(int)
-        for i in todo:
-            count[i.unit] += 1
-        seconds = 0.0
-        if todo:
-            t0 = time.perf_counter()
-            kept, rejected = self.stage.process([i.record for i in todo])
-            seconds = time.perf_counter() - t0
-            out += _hand_on(todo, [(RECORD, r) for r in kept] + [(REJECT, r) for r in rejected], self.stage.name)
-        # This stage's seconds and model identities ride on one row per unit, so they reach
-        # the driver before the unit completes.
-        seen: set[int] = set()
-        for i in out:
-            if i.unit not in seen:
-                seen.add(i.unit)
-                share = seconds * count[i.unit] / len(todo) if todo else 0.0
-                _add_figures(i, {self.stage.name: share}, self.identity)
-        return _encode(out)
+        return _encode([advance(self.stage, s, self.attempts) for s in _decode(batch)])
 
 
-def _hand_on(inputs: list[_Item], outputs: list[tuple[str, Any]], stage: str) -> list[_Item]:
-    """Wrap a stage's outputs, giving each unit's input weight and figures to its outputs."""
-    by_unit: dict[int, list[_Item]] = defaultdict(list)
-    for kind, record in outputs:
-        by_unit[record.work_unit].append(_Item(record.work_unit, kind, record, Fraction(0)))
-    weight: dict[int, Fraction] = defaultdict(Fraction)
-    for i in inputs:
-        weight[i.unit] += i.weight
-    unknown = set(by_unit) - set(weight)
-    if unknown:
-        raise RuntimeError(f"stage {stage} returned records of work units {sorted(unknown)} it was not given")
-    out: list[_Item] = []
-    for unit, w in weight.items():
-        new = by_unit.get(unit) or [_Item(unit, TALLY, None, Fraction(0))]
-        for i in new:
-            i.weight = w / len(new)
-        for i in inputs:
-            if i.unit == unit:
-                _add_figures(new[0], i.seconds, i.models)
-        out += new
-    return out
+class _CommitFn:
+    """Commits units from the worker it runs on; only the commit entries go on."""
 
+    def __init__(self, job: Job):
+        self.job = job
 
-def _add_figures(item: _Item, seconds: dict[str, float], models: dict[str, str]) -> None:
-    for k, v in seconds.items():
-        item.seconds[k] = item.seconds.get(k, 0.0) + v
-    item.models.update(models)
-
-
-@dataclass
-class _Pending:
-    kept: list[Turn] = field(default_factory=list)
-    rejected: list[Reject] = field(default_factory=list)
-    weight: Fraction = Fraction(0)
-    seconds: dict[str, float] = field(default_factory=dict)
-    models: dict[str, str] = field(default_factory=dict)
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        entries = [commit_state(self.job, s) for s in _decode(batch)]
+        return pa.Table.from_pydict({"unit": [e["unit"] for e in entries],
+                                     "entry": [pickle.dumps(e) for e in entries]}, schema=ENTRY)
 
 
 def _stage_options(res: Resources, scale: float, cpus: float, gpus: float) -> dict[str, Any]:
@@ -152,7 +89,7 @@ def _stage_options(res: Resources, scale: float, cpus: float, gpus: float) -> di
         # As many actors as the declared resources allow, at least one.
         limit = gpus / res.num_gpus if use_gpu else cpus / max(res.num_cpus, 1e-3)
         compute = ActorPoolStrategy(min_size=1, max_size=max(1, int(limit)))
-    options: dict[str, Any] = {"batch_size": res.batch_size, "num_cpus": res.num_cpus * scale, "compute": compute}
+    options: dict[str, Any] = {"batch_size": 1, "num_cpus": res.num_cpus * scale, "compute": compute}
     if use_gpu:
         options["num_gpus"] = res.num_gpus
     return options
@@ -193,40 +130,29 @@ class RayEngine(Engine):
         ctx.enable_progress_bars = False
         ctx.print_on_execution_start = False
 
-        stages = job.stages()
+        stages = build_stages(job.config)  # not set up: each actor loads its own models
+        attempts = job.config.run.unit_attempts
         cluster = ray.cluster_resources()
         cpus, gpus = float(cluster.get("CPU", 1.0)), float(cluster.get("GPU", 0.0))
-        # One actor per stage plus the reader must fit at once, or the pipeline would stall
-        # on a small cluster: scale CPU requests down when they do not.
-        wanted = 1.0 + sum(s.resources.num_cpus for s in stages)
+        # One actor per stage plus the reader and the committer must fit at once, or the
+        # pipeline would stall on a small cluster: scale CPU requests down when they do not.
+        wanted = 2.0 + sum(s.resources.num_cpus for s in stages)
         scale = min(1.0, cpus / wanted)
 
         ds = ray.data.from_items([{"unit": u.index} for u in units], override_num_blocks=min(len(units), 1000))
-        ds = ds.map_batches(functools.partial(_read_units, plan=job.plan), batch_size=1, batch_format="pyarrow",
+        ds = ds.map_batches(functools.partial(_read_units, job=job), batch_size=1, batch_format="pyarrow",
                             num_cpus=scale)
         for stage in stages:
-            ds = ds.map_batches(_StageFn, fn_constructor_args=(stage,), batch_format="pyarrow",
+            ds = ds.map_batches(_StageFn, fn_constructor_args=(stage, attempts), batch_format="pyarrow",
                                 **_stage_options(stage.resources, scale, cpus, gpus))
-
-        by_index = {u.index: u for u in units}
-        names = [s.name for s in stages]
-        pending: dict[int, _Pending] = {}
+        ds = ds.map_batches(_CommitFn, fn_constructor_args=(job,), batch_size=1, batch_format="pyarrow",
+                            num_cpus=scale, compute=ActorPoolStrategy(min_size=1, max_size=max(1, int(cpus))))
+        received = 0
         for batch in ds.iter_batches(batch_format="pyarrow", batch_size=None):
-            for item in _decode(batch):
-                state = pending.setdefault(item.unit, _Pending(seconds=dict.fromkeys(names, 0.0)))
-                if item.kind == RECORD:
-                    state.kept.append(item.record)
-                elif item.kind == REJECT:
-                    state.rejected.append(item.record)
-                state.weight += item.weight
-                for k, v in item.seconds.items():
-                    state.seconds[k] = state.seconds.get(k, 0.0) + v
-                state.models.update(item.models)
-                if state.weight == 1:
-                    del pending[item.unit]
-                    yield job.commit(by_index[item.unit], state.kept, state.rejected, state.seconds, state.models)
-        if pending:
-            raise RuntimeError(f"work units {sorted(pending)} did not complete (rows lost between stages)")
+            for blob in batch.column("entry").to_pylist():
+                received += len(blob)
+                yield pickle.loads(blob)
+        self.bytes_received = received
 
     def close(self) -> None:
         if self._started and ray.is_initialized():

@@ -1,0 +1,293 @@
+"""Storage: every path echoforge reads or writes, local or remote, through fsspec.
+
+A location is a local path or a URL: ``s3://bucket/key`` (s3fs), ``gs://bucket/key``
+(gcsfs), ``hf://datasets/org/name/...`` (huggingface_hub, read-only) or ``memory://`` (tests).
+Credentials, endpoints and regions come from the usual environment variables (for S3:
+``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY``, ``AWS_DEFAULT_REGION``, ``AWS_ENDPOINT_URL``)
+and from ``storage`` options in the config, keyed by protocol
+(``{"s3": {"endpoint_url": ..., "key": ..., "secret": ...}}``), passed to the filesystem.
+
+Writes of whole objects are atomic: on local disk a temporary file in the same folder is
+fsynced, renamed into place and the folder fsynced; on object stores a PUT (or a completed
+multipart upload) is atomic by itself. ``create`` writes only when nothing is there (an
+``O_EXCL`` link on local disk, a conditional put ``If-None-Match: *`` on S3).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import uuid
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import IO, Any, Iterator, Mapping
+
+from echoforge.errors import EchoforgeError, MissingDependency
+
+# protocol -> (module that implements it, extra that installs it)
+PROTOCOLS = {
+    "file": (None, None),
+    "s3": ("s3fs", "s3"),
+    "gs": ("gcsfs", "gcs"),
+    "gcs": ("gcsfs", "gcs"),
+    "hf": ("huggingface_hub", None),
+    "memory": (None, None),
+}
+READ_ONLY = {"hf"}
+
+
+class StorageError(EchoforgeError):
+    """A location cannot be used (unknown scheme, read-only, unreachable)."""
+
+
+def protocol_of(location: str) -> str:
+    """``s3`` for ``s3://b/k``, ``file`` for a local path."""
+    text = str(location)
+    if "://" in text:
+        return text.split("://", 1)[0].lower()
+    return "file"
+
+
+def is_remote(location: str) -> bool:
+    return protocol_of(location) != "file"
+
+
+def join(location: str, *parts: str) -> str:
+    """``location`` with ``parts`` appended by ``/`` (works for paths and URLs)."""
+    out = str(location).rstrip("/")
+    for p in parts:
+        if p:
+            out = f"{out}/{str(p).strip('/')}"
+    return out
+
+
+def filesystem(location: str, options: Mapping[str, Mapping[str, Any]] | None = None):
+    """``(fsspec filesystem, path inside it)`` for a location; one clear error otherwise."""
+    import fsspec
+
+    protocol = protocol_of(location)
+    if protocol not in PROTOCOLS:
+        raise StorageError(
+            f"unsupported location '{location}': use a local path or an s3://, gs://, hf:// or memory:// URL"
+        )
+    module, extra = PROTOCOLS[protocol]
+    if module is not None:
+        try:
+            __import__(module)
+        except ImportError:
+            raise MissingDependency(f"{protocol}:// locations", extra or "s3", module) from None
+    kwargs = dict((options or {}).get(protocol, {}))
+    if protocol == "file":
+        kwargs.setdefault("auto_mkdir", True)
+        path = os.path.abspath(os.path.expanduser(str(location).removeprefix("file://")))
+        return fsspec.filesystem("file", **kwargs), path
+    fs = fsspec.filesystem(protocol, **kwargs)
+    return fs, fs._strip_protocol(str(location))
+
+
+def _fsync_dir(path: str) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+@dataclass(frozen=True)
+class DataFolder:
+    """A folder on any filesystem, addressed by paths relative to it.
+
+    Picklable (the filesystem is rebuilt from ``url`` and ``options`` where it is unpickled),
+    so engines ship it to workers, which then read and write their own objects.
+    """
+
+    url: str
+    options: Mapping[str, Mapping[str, Any]] = field(default_factory=dict, compare=False)
+
+    def __post_init__(self) -> None:
+        if not is_remote(self.url):
+            object.__setattr__(self, "url", os.path.abspath(os.path.expanduser(str(self.url).removeprefix("file://"))))
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"url": self.url, "options": dict(self.options)}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        object.__setattr__(self, "url", state["url"])
+        object.__setattr__(self, "options", state["options"])
+
+    @cached_property
+    def _fs_path(self):
+        return filesystem(self.url, self.options)
+
+    @property
+    def fs(self):
+        return self._fs_path[0]
+
+    @property
+    def root(self) -> str:
+        return self._fs_path[1]
+
+    @property
+    def is_local(self) -> bool:
+        return not is_remote(self.url)
+
+    @property
+    def protocol(self) -> str:
+        return protocol_of(self.url)
+
+    def path(self, rel: str = "") -> str:
+        """Path of ``rel`` inside the filesystem."""
+        return join(self.root, rel) if rel else self.root
+
+    def url_of(self, rel: str = "") -> str:
+        """Full location (path or URL) of ``rel``."""
+        return join(self.url, rel) if rel else self.url
+
+    def sub(self, rel: str) -> DataFolder:
+        return DataFolder(self.url_of(rel), self.options)
+
+    def check_writable(self) -> None:
+        if self.protocol in READ_ONLY:
+            raise StorageError(f"{self.url}: {self.protocol}:// is read-only here; build locally or to s3://, "
+                               "then publish with `echoforge push`")
+
+    # --- reading ---
+
+    def exists(self, rel: str = "") -> bool:
+        return self.fs.exists(self.path(rel))
+
+    def isdir(self, rel: str = "") -> bool:
+        return self.fs.isdir(self.path(rel))
+
+    def size(self, rel: str) -> int:
+        return int(self.fs.size(self.path(rel)))
+
+    def read_bytes(self, rel: str) -> bytes:
+        return self.fs.cat_file(self.path(rel))
+
+    def read_json(self, rel: str) -> Any:
+        return json.loads(self.read_bytes(rel))
+
+    def open(self, rel: str, mode: str = "rb", **kwargs: Any) -> IO:
+        return self.fs.open(self.path(rel), mode, **kwargs)
+
+    def sha256(self, rel: str) -> str:
+        h = hashlib.sha256()
+        with self.open(rel, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+        return h.hexdigest()
+
+    def list(self, prefix: str = "") -> dict[str, int]:
+        """Every object under ``prefix`` (recursively): relative path -> size in bytes."""
+        base = self.path(prefix)
+        try:
+            found = self.fs.find(base, detail=True)
+        except FileNotFoundError:
+            return {}
+        root = self.root.rstrip("/") + "/"
+        out = {}
+        for name, info in found.items():
+            if info.get("type") == "directory":
+                continue
+            name = name if not self.is_local else os.path.abspath(name)
+            if name.startswith(root):
+                out[name[len(root):]] = int(info.get("size") or 0)
+        return dict(sorted(out.items()))
+
+    def iter_json(self, prefix: str) -> Iterator[tuple[str, Any]]:
+        """(relative path, parsed JSON) of every ``*.json`` object under ``prefix``."""
+        for rel in self.list(prefix):
+            if rel.endswith(".json"):
+                try:
+                    yield rel, self.read_json(rel)
+                except FileNotFoundError:
+                    continue
+
+    # --- writing ---
+
+    def write_bytes(self, rel: str, data: bytes) -> None:
+        """Write a whole object atomically (readers see the old object or the new one)."""
+        target = self.path(rel)
+        if self.is_local:
+            self._local_replace(target, lambda f: f.write(data))
+        else:
+            self.fs.pipe_file(target, data)
+
+    def write_json(self, rel: str, obj: Any) -> None:
+        self.write_bytes(rel, (json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n").encode())
+
+    def put_file(self, local_path: str, rel: str) -> None:
+        """Upload (or on local disk, move) a finished local file to ``rel`` atomically."""
+        target = self.path(rel)
+        if self.is_local:
+            os.makedirs(os.path.dirname(target), exist_ok=True)
+            with open(local_path, "rb+") as f:
+                os.fsync(f.fileno())
+            os.replace(local_path, target)
+            _fsync_dir(os.path.dirname(target))
+        else:
+            self.fs.put_file(local_path, target)
+
+    def create(self, rel: str, data: bytes) -> bool:
+        """Write ``rel`` only if nothing is there; False when it already exists."""
+        target = self.path(rel)
+        if self.is_local:
+            os.makedirs(os.path.dirname(target), exist_ok=True)
+            tmp = self._write_tmp(target, lambda f: f.write(data))
+            try:
+                os.link(tmp, target)  # atomic, and fails when the target exists
+            except FileExistsError:
+                return False
+            finally:
+                os.unlink(tmp)
+            _fsync_dir(os.path.dirname(target))
+            return True
+        try:
+            self.fs.pipe_file(target, data, mode="create")
+            return True
+        except TypeError:  # a filesystem without exclusive create: check, then write
+            if self.fs.exists(target):
+                return False
+            self.fs.pipe_file(target, data)
+            return True
+        except (OSError, FileExistsError) as exc:
+            if isinstance(exc, FileExistsError) or "pre-condition" in str(exc) or "PreconditionFailed" in str(exc):
+                return False
+            raise
+
+    def delete(self, rel: str, recursive: bool = False) -> None:
+        target = self.path(rel)
+        try:
+            if recursive:
+                if self.fs.exists(target):
+                    self.fs.rm(target, recursive=True)
+            else:
+                self.fs.rm_file(target)
+        except FileNotFoundError:
+            pass
+
+    def _write_tmp(self, target: str, write) -> str:
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        tmp = os.path.join(os.path.dirname(target), f".{os.path.basename(target)}.tmp-{uuid.uuid4().hex[:12]}")
+        with open(tmp, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        return tmp
+
+    def _local_replace(self, target: str, write) -> None:
+        tmp = self._write_tmp(target, write)
+        os.replace(tmp, target)
+        _fsync_dir(os.path.dirname(target))
+
+
+def folder(location: str | os.PathLike, options: Mapping[str, Mapping[str, Any]] | None = None) -> DataFolder:
+    """A :class:`DataFolder` for a path or URL."""
+    return DataFolder(str(location), dict(options or {}))
