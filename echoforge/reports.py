@@ -28,6 +28,7 @@ def summary_lines(manifest: dict[str, Any], output: str | Path) -> list[str]:
     if manifest["stage_seconds"]:
         total = sum(manifest["stage_seconds"].values()) or 1.0
         lines.append("stage time: " + ", ".join(f"{k} {v / total:.0%}" for k, v in manifest["stage_seconds"].items()))
+    lines += quarantine_lines(manifest.get("quarantined_units", []))
     lines.append(f"next: echoforge validate {output} && echoforge inspect {output}")
     return lines
 
@@ -70,6 +71,7 @@ def inspect_output(root: Path) -> dict[str, Any]:
         "answer_dedup_units_per_second": _quantiles(values["answer_dedup_units_per_second"]),
         "tokenizer": manifest["models"].get("tokenizer"),
         "complete": manifest["complete"],
+        "quarantined_units": manifest.get("quarantined_units", []),
     }
 
 
@@ -86,8 +88,18 @@ def inspect_lines(r: dict[str, Any]) -> list[str]:
     if r["rejects_by_reason"]:
         lines.append("rejects by reason:")
         lines += [f"  {k}: {v}" for k, v in sorted(r["rejects_by_reason"].items(), key=lambda kv: -kv[1])]
+    lines += quarantine_lines(r.get("quarantined_units", []))
     if not r["complete"]:
         lines.append("INCOMPLETE: not every work unit is committed; rerun the build to finish it")
+    return lines
+
+
+def quarantine_lines(quarantined: list[dict[str, Any]]) -> list[str]:
+    """Work units that failed as a whole: their input ranges and errors."""
+    if not quarantined:
+        return []
+    lines = [f"quarantined work units: {len(quarantined)} (no rows; their input is in the rejects)"]
+    lines += [f"  {q['input']}: {q['error']}" for q in quarantined[:5]]
     return lines
 
 

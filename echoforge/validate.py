@@ -102,8 +102,11 @@ def validate_output(root: str | Path, options: dict[str, Any] | None = None) -> 
         for row in table.to_pylist():
             c.check(row["id"] not in ids, f"row {row['id']}: duplicate id")
             ids.add(row["id"])
-            for problem in _row_problems(row, shard["split"], fraction):
-                c.check(False, problem)
+            try:
+                for problem in _row_problems(row, shard["split"], fraction):
+                    c.check(False, problem)
+            except Exception as exc:  # noqa: BLE001 - damaged audio or arrays are findings
+                c.check(False, f"row {row['id']}: unreadable ({type(exc).__name__}: {str(exc)[:120]})")
             c.checks += 1
     c.check(rows_seen == manifest["rows"], f"{rows_seen} rows in shards, manifest says {manifest['rows']}")
     rejected = 0
@@ -146,12 +149,19 @@ def _check_objects(c: Checker, folder, manifest: dict[str, Any]) -> None:
     plan = ShardPlan(manifest["num_units"], manifest["shard_plan"]["units_per_shard"],
                      manifest["shard_plan"]["aux_factor"])
     markers = 0
+    marked_rows: dict[tuple[str, int], int] = {}
     for _, m in folder.iter_json(f"{INTERNAL}/units"):
         markers += 1
         for kind, part in m["parts"].items():
-            if (kind, plan.group(kind, m["unit"])) in sealed:
+            key = (kind, plan.group(kind, m["unit"]))
+            marked_rows[key] = marked_rows.get(key, 0) + part["rows"]
+            if key in sealed:
                 continue
             c.check(parts.get(part["path"]) == part["bytes"],
                     f"work unit {m['unit']}: part {part['path']} does not match its marker")
+    for obj, kind in [(s, s["split"]) for s in manifest["shards"]] + [(r, "rejects") for r in manifest["rejects"]]:
+        c.check(marked_rows.get((kind, obj["shard"]), 0) == obj["rows"],
+                f"{obj['path']}: {obj['rows']} rows, but its work units' markers count "
+                f"{marked_rows.get((kind, obj['shard']), 0)}: the shard and its units do not match their markers")
     c.check(markers == manifest["committed_units"],
             f"{markers} work unit markers, manifest says {manifest['committed_units']} committed")

@@ -12,6 +12,13 @@ ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "echoforge" / "data"
 SHAREGPT = DATA / "sharegpt_sample.json"
 MESSY = DATA / "alpaca_messy.jsonl"
+INJECT = Path(__file__).resolve().parent / "inject"
+
+
+def inject_env(**faults: str) -> dict[str, str]:
+    """Environment for a subprocess (and its workers) with faults armed (tests/inject)."""
+    path = os.pathsep.join([str(INJECT), str(ROOT), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    return {**os.environ, "PYTHONPATH": path, **{f"ECHOFORGE_TEST_{k.upper()}": v for k, v in faults.items()}}
 
 # Fast but real: every stage runs, with small work units.
 FAST_CONFIG = {

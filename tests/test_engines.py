@@ -24,6 +24,8 @@ import pytest
 
 from echoforge.storage import folder as open_folder
 
+from conftest import inject_env
+
 pytestmark = pytest.mark.slow
 
 SAMPLE = Path(__file__).parents[1] / "echoforge" / "data" / "sharegpt_sample.json"
@@ -37,22 +39,6 @@ LIMIT = len(BAD_ROWS) + 6
 CONFIG = "run: {work_unit_rows: 2}\ngate: {asr: none}\noutput: {validation_fraction: 0.3}\n"
 NUM_UNITS = 2 + 3
 STAGES = {"ingest", "speakable", "synthesize", "tokenize", "align", "gate"}
-
-# Run the CLI with a pause after each commit, so that a kill lands between two commits even
-# where an engine commits its units in quick succession.
-SLOW_COMMITS = """
-import sys, time
-import echoforge.pipeline.job as job
-commit = job.commit_unit
-def slow_commit(*args, **kwargs):
-    entry = commit(*args, **kwargs)
-    time.sleep(3)
-    return entry
-job.commit_unit = slow_commit
-from echoforge.cli import main
-main()
-"""
-
 
 @pytest.fixture(scope="module")
 def build_args(tmp_path_factory) -> list[str]:
@@ -220,8 +206,11 @@ def test_datasets_loads_a_build_from_s3(engine_build, local_build, s3_server):
 @pytest.mark.parametrize("engine", ["local", "ray", "beam"])
 def test_killed_build_on_s3_resumes_without_recomputing(engine, build_args, local_build, s3_server, s3_env):
     out = s3_server.url(f"killed-{engine}")
-    cmd = [sys.executable, "-c", SLOW_COMMITS, "build", *build_args, "-o", out, "--engine", engine]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    # A pause after each commit (in whichever process commits), so that the kill lands
+    # between two commits even where an engine commits its units in quick succession.
+    cmd = [sys.executable, "-m", "echoforge", "build", *build_args, "-o", out, "--engine", engine]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+                            env=inject_env(slow_commit="3"))
     try:
         deadline = time.time() + 300
         while not marker_paths(out):

@@ -63,13 +63,20 @@ def _differences(old: Any, new: Any, path: str = "") -> list[str]:
 
 
 def _describe_change(old: dict[str, Any], new: dict[str, Any]) -> str:
-    diffs = _differences(old, new)
+    """``input X (content), setting synthesis.seed, package piper-tts 1.8.0 -> 1.9.0``."""
     shown = []
+    diffs = _differences(old, new)
     for d in diffs[:4]:
-        head = d.split(".")[0].split("[")[0]
-        what = {"inputs": "input", "config": "setting", "models": "model", "packages": "package",
-                "plan": "plan"}.get(head, head)
-        shown.append(f"{what} {d.split('.', 1)[-1] if '.' in d else d}")
+        head, _, rest = d.partition(".")
+        if d.startswith("inputs["):
+            i = int(d[len("inputs["):d.index("]")])
+            inputs = new.get("inputs", [])
+            uri = inputs[i]["uri"] if i < len(inputs) else f"#{i}"
+            shown.append(f"input {uri} ({d.partition('.')[2] or 'added or removed'})")
+        elif head == "packages":
+            shown.append(f"package {rest} {old.get('packages', {}).get(rest)} -> {new['packages'].get(rest)}")
+        else:
+            shown.append(f"{ {'config': 'setting', 'models': 'model'}.get(head, head)} {rest}".strip())
     more = f" and {len(diffs) - 4} more" if len(diffs) > 4 else ""
     return ", ".join(shown) + more
 
@@ -162,6 +169,8 @@ def build(
             runner.close()
         seal_all(layout, config.output.row_group_rows)
         folder.delete(f"{INTERNAL}/tmp", recursive=True)
+        if totals["units"] == len(plan.units):  # all sealed: what is left are parts of lost attempts
+            folder.delete(f"{INTERNAL}/parts", recursive=True)
         return finalize(layout, totals, build_info=identity, config=config.saved())
 
 
