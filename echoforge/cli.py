@@ -169,6 +169,23 @@ def unlock(directory):
     click.echo(f"removed the lease of {describe(lease)}" if lease else f"{directory} has no lease")
 
 
+@main.command()
+@click.argument("directory")
+@click.argument("repo_id")
+@click.option("--public", is_flag=True, help="Make the dataset repo public (default: private).")
+@click.option("--revision", help="Branch to push to (default: main).")
+@click.option("--staging", type=click.Path(file_okay=False), help="Local folder for a build on object storage.")
+@click.option("--allow-incomplete", is_flag=True, help="Push a build whose work units are not all committed.")
+@user_errors
+def push(directory, repo_id, public, revision, staging, allow_incomplete):
+    """Publish a finished build to the Hugging Face Hub as dataset REPO_ID (resumable)."""
+    from echoforge.commands.push import push as run_push
+
+    result = run_push(directory, repo_id, private=not public, revision=revision, staging=staging,
+                      allow_incomplete=allow_incomplete)
+    click.echo(f"pushed {len(result['files'])} files ({result['bytes'] / 1e6:.1f} MB) to {repo_id}: {result['commit']}")
+
+
 @main.command("fit-units")
 @click.argument("inputs", nargs=-1)
 @click.option("--output", "-o", required=True, type=click.Path(dir_okay=False), help="Codebook .npy to write.")

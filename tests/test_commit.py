@@ -253,3 +253,51 @@ def test_unsupported_locations_are_one_clear_error(tmp_path, s3_server, s3_env):
     assert r.returncode == 2 and "input not found: s3://" in r.stderr, r.stderr
     r = cli("build", str(SHAREGPT), "-o", "hf://datasets/someone/corpus", "--limit", "1")
     assert r.returncode == 2 and "read-only" in r.stderr
+
+
+@pytest.mark.parametrize("where", ["local", "s3"])
+def test_push_uploads_data_card_and_manifest_only(where, reference, tmp_path, s3_server, s3_env, monkeypatch):
+    import fnmatch
+
+    import huggingface_hub
+    import yaml
+    from huggingface_hub.utils import filter_repo_objects
+
+    from echoforge.commands.push import push
+
+    source = reference
+    if where == "s3":
+        source = s3_server.url("push-source")
+        s3_server.filesystem().put(reference + "/", source.removeprefix("s3://") + "/", recursive=True)
+    calls = []
+
+    def upload_folder(self, *, repo_id, folder_path, allow_patterns, ignore_patterns, **kwargs):
+        # What huggingface_hub itself would upload from that folder with those patterns.
+        everything = [str(p.relative_to(folder_path)) for p in Path(folder_path).rglob("*") if p.is_file()]
+        chosen = sorted(filter_repo_objects(everything, allow_patterns=allow_patterns, ignore_patterns=ignore_patterns))
+        calls.append({"repo_id": repo_id, "folder": folder_path, "files": chosen, **kwargs})
+        return "commit-url"
+
+    monkeypatch.setattr(huggingface_hub.HfApi, "create_repo", lambda self, *a, **k: calls.append({"create": k}))
+    monkeypatch.setattr(huggingface_hub.HfApi, "upload_folder", upload_folder)
+    staging = tmp_path / "staging"
+    result = push(source, "someone/corpus", staging=str(staging))
+    create, upload = calls
+    assert create["create"] == {"repo_type": "dataset", "private": True, "exist_ok": True}
+    assert upload["repo_id"] == "someone/corpus" and upload["repo_type"] == "dataset"
+    files = upload["files"]
+    assert files == result["files"]
+    assert "README.md" in files and "manifest.json" in files
+    assert not [f for f in files if f.startswith("_echoforge")]
+    manifest = json.loads(Path(upload["folder"], "manifest.json").read_text())
+    assert sorted(s["path"] for s in manifest["shards"] + manifest["rejects"]) == sorted(
+        f for f in files if f.endswith(".parquet"))
+    # The card's configs point `datasets` at exactly the uploaded shards.
+    card = yaml.safe_load(Path(upload["folder"], "README.md").read_text().split("---")[1])
+    for config in card["configs"]:
+        for entry in config["data_files"]:
+            assert fnmatch.filter(files, entry["path"]), entry
+    if where == "s3":  # a second push (after an interruption) copies nothing again
+        mtimes = {p: p.stat().st_mtime_ns for p in staging.rglob("*") if p.is_file()}
+        push(source, "someone/corpus", staging=str(staging))
+        assert {p: p.stat().st_mtime_ns for p in staging.rglob("*") if p.is_file()} == mtimes
