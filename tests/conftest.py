@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 from pathlib import Path
 
 import pytest
@@ -25,6 +26,18 @@ FAST_CONFIG = {
     "run": {"work_unit_rows": 3, "workers": 1},
     "output": {"validation_fraction": 0.3},
 }
+
+
+def end_session(pid: int) -> None:
+    """Kill what is left of a process session this test started (Ray's helpers outlive a
+    killed driver)."""
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                if os.getsid(int(entry)) == pid:
+                    os.kill(int(entry), signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
 
 
 def write_config(path: Path, data: dict) -> Path:

@@ -24,7 +24,7 @@ import pytest
 
 from echoforge.storage import folder as open_folder
 
-from conftest import inject_env
+from conftest import end_session, inject_env
 
 pytestmark = pytest.mark.slow
 
@@ -82,18 +82,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def end_session(pid: int) -> None:
-    """Kill what is left of a process session this test started (Ray's helpers outlive a
-    killed driver)."""
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                if os.getsid(int(entry)) == pid:
-                    os.kill(int(entry), signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
-                pass
 
 
 @pytest.fixture(scope="module")
