@@ -92,8 +92,8 @@ def test_random_kills_then_resume_give_identical_bytes(engine, chaos_inputs, tmp
 def test_crash_between_a_sealed_shard_and_its_marker(chaos_inputs, tmp_path):
     config, reference = chaos_inputs
     out = tmp_path / "out"
-    crashed = subprocess.run(command(config, out, "local"), capture_output=True, text=True, timeout=600,
-                             env=inject_env(crash_at="seal"))
+    crashed = subprocess.run([*command(config, out, "local"), "--workers", "1"], capture_output=True, text=True,
+                             timeout=600, env=inject_env(crash_at="seal"))
     assert crashed.returncode == 9, crashed.stderr[-2000:]
     folder = open_folder(str(out))
     sealed = {e["path"] for _, e in folder.iter_json("_echoforge/shards") if e["path"]}
