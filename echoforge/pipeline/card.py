@@ -10,18 +10,44 @@ import yaml
 from echoforge.schemas.columns import REJECT_FEATURES, ROW_FEATURES
 
 
-def card_metadata(manifest: dict[str, Any]) -> dict[str, Any]:
+def _num_bytes(root: str | Path, entries: list[dict[str, Any]]) -> int:
+    """Total size of manifest file entries: their ``bytes``, else the size of the file itself."""
+    import fsspec
+
+    total = 0
+    for entry in entries:
+        if entry.get("bytes") is None:
+            fs, path = fsspec.core.url_to_fs(f"{str(root).rstrip('/')}/{entry['path']}")
+            total += fs.size(path)
+        else:
+            total += entry["bytes"]
+    return total
+
+
+def card_metadata(manifest: dict[str, Any], root: str | Path) -> dict[str, Any]:
+    """The card's YAML: one config per table that holds rows.
+
+    `datasets` cannot load a split (or config) without rows, so a table with none is not
+    declared; a build that kept no rows makes its rejects the default config, so that
+    ``load_dataset(DIR)`` shows why.
+    """
     arrow = manifest["format"] == "arrow"
     pattern = "{split}/data-*.arrow" if arrow else "data/{split}-*.parquet"
     splits = [s for s, n in manifest["rows_by_split"].items() if n]  # a split with no rows has no files
-    configs = [{"config_name": "default", "default": True,
-                "data_files": [{"split": s, "path": pattern.format(split=s)} for s in splits]}]
-    info = [{"config_name": "default", "features": ROW_FEATURES._to_yaml_list(),
-             "splits": [{"name": s, "num_examples": manifest["rows_by_split"][s]} for s in splits]}]
+    configs, info = [], []
+    if splits:
+        configs.append({"config_name": "default", "default": True,
+                        "data_files": [{"split": s, "path": pattern.format(split=s)} for s in splits]})
+        info.append({"config_name": "default", "features": ROW_FEATURES._to_yaml_list(),
+                     "splits": [{"name": s, "num_examples": manifest["rows_by_split"][s],
+                                 "num_bytes": _num_bytes(root, [e for e in manifest["shards"] if e["split"] == s])}
+                                for s in splits]})
     if manifest["rejected"]:
-        configs.append({"config_name": "rejects", "data_files": [{"split": "train", "path": "rejects/rejects-*.parquet"}]})
+        configs.append({"config_name": "rejects", **({} if splits else {"default": True}),
+                        "data_files": [{"split": "train", "path": "rejects/rejects-*.parquet"}]})
         info.append({"config_name": "rejects", "features": REJECT_FEATURES._to_yaml_list(),
-                     "splits": [{"name": "train", "num_examples": manifest["rejected"]}]})
+                     "splits": [{"name": "train", "num_examples": manifest["rejected"],
+                                 "num_bytes": _num_bytes(root, manifest["rejects"])}]})
     return {
         "configs": configs,
         "dataset_info": info,
@@ -31,8 +57,16 @@ def card_metadata(manifest: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _empty_note(manifest: dict[str, Any]) -> str:
+    if not manifest["rows"]:
+        return "\nThis build kept no rows: its default config holds the rejects, which say why.\n"
+    if not manifest["rejected"]:
+        return "\nThis build rejected nothing, so it has no `rejects` config.\n"
+    return ""
+
+
 def write_card(root: Path, manifest: dict[str, Any]) -> None:
-    meta = yaml.safe_dump(card_metadata(manifest), sort_keys=False, allow_unicode=True)
+    meta = yaml.safe_dump(card_metadata(manifest, root), sort_keys=False, allow_unicode=True)
     tok = manifest["models"].get("tokenizer", "?")
     reasons = "\n".join(f"| {k} | {v} |" for k, v in manifest["rejects_by_reason"].items()) or "| (none) | 0 |"
     body = f"""# Echo-training speech corpus
@@ -53,7 +87,7 @@ from datasets import load_dataset
 ds = load_dataset("path/or/hub/name")       # train and validation splits
 rejects = load_dataset("path/or/hub/name", "rejects")
 ```
-
+{_empty_note(manifest)}
 ## Rejects by reason
 
 | stage.reason | count |
