@@ -68,3 +68,10 @@ def cache_env():
     """Keep NeMo's compiled grammars in one cache for the whole session."""
     os.environ.setdefault("ECHOFORGE_CACHE", str(Path.home() / ".cache" / "echoforge"))
     return os.environ["ECHOFORGE_CACHE"]
+
+
+def refused_rows(refused: int, good: int = 0) -> bytes:
+    """JSONL rows in a layout no reader knows (prompt/response), after ``good`` answerable ones."""
+    rows = [{"question": f"What is {i} plus {i}?", "answer": f"{i} plus {i} is {2 * i}."} for i in range(1, good + 1)]
+    rows += [{"prompt": f"Name a colour number {i}.", "response": "Blue."} for i in range(refused)]
+    return b"".join((json.dumps(r) + "\n").encode() for r in rows)

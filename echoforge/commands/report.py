@@ -241,9 +241,9 @@ def plot_wer(builds: list[BuildStats]) -> str:
     gate = builds[0].manifest["config"].get("gate", {})
     fig, (q, a) = _figure(10, 3.2, 2)
     _hist_axes(q, builds, "question_wer", "Question WER (ASR round trip)", "word error rate")
-    _threshold(q, gate.get("max_question_wer"), "gate.max_question_wer")
+    _threshold(q, gate.get("max_question_wer"), "gate max")
     _hist_axes(a, builds, "answer_wer", "Answer WER (ASR round trip)", "word error rate")
-    _threshold(a, gate.get("max_answer_wer"), "gate.max_answer_wer")
+    _threshold(a, gate.get("max_answer_wer"), "gate max")
     return _svg(fig, "wer")
 
 
@@ -251,8 +251,8 @@ def plot_chars_per_second(builds: list[BuildStats]) -> str:
     gate = builds[0].manifest["config"].get("gate", {})
     fig, (ax,) = _figure(10, 3.0)
     _hist_axes(ax, builds, "answer_chars_per_second", "Answer characters per second", "characters / second")
-    _threshold(ax, gate.get("min_chars_per_second"), "gate.min")
-    _threshold(ax, gate.get("max_chars_per_second"), "gate.max")
+    _threshold(ax, gate.get("min_chars_per_second"), "gate min")
+    _threshold(ax, gate.get("max_chars_per_second"), "gate max")
     return _svg(fig, "chars-per-second")
 
 
@@ -360,7 +360,7 @@ th{background:#f5f5f5}figure{margin:1em 0}figure svg{max-width:100%;height:auto}
 figcaption{font-size:.85em;color:#555}.warn{background:#fff3cd;border:1px solid #e0c060;padding:.5em 1em}
 article.row{border:1px solid #ddd;border-radius:6px;padding:.6em 1em;margin:1em 0}
 .players{display:flex;gap:2em;flex-wrap:wrap}.players figure{margin:.3em 0}
-.waveform{overflow-x:auto}.waveform svg{max-width:none}.texts td{width:45%}.muted{color:#777}
+.packages{font-size:.85em;color:#555}.waveform{overflow-x:auto}.waveform svg{max-width:none}.texts td{width:45%}.muted{color:#777}
 """
 
 
@@ -399,15 +399,16 @@ def _summary(builds: list[BuildStats]) -> str:
                        f'{b.manifest["num_units"]} work units are committed; the figures cover those.</p>')
     m = builds[0].manifest
     out.append("<h3>Models</h3>" + _table(sorted(m["models"].items())))
-    out.append("<h3>Packages</h3>" + _table(sorted(m.get("packages", {}).items())))
+    packages = " · ".join(f"{name} {v}" for name, v in sorted(m.get("packages", {}).items()))
+    out.append(f'<h3>Packages</h3><p class="packages">{_e(packages)}</p>')
     return "".join(out)
 
 
 def _plots(builds: list[BuildStats]) -> str:
     makers = {
         "durations": (plot_durations, "Durations of the spoken question and answer."),
-        "wer": (plot_wer, "Word error rate of the ASR round trip; dashed: the gate's limits (a limit fires "
-                          "only with at least gate.min_word_errors wrong words)."),
+        "wer": (plot_wer, "Word error rate of the ASR round trip; dashed: gate.max_question_wer and "
+                          "gate.max_answer_wer (a limit fires only with at least gate.min_word_errors wrong words)."),
         "chars-per-second": (plot_chars_per_second, "Speaking rate of the answers; dashed: the gate's limits."),
         "units-per-second": (plot_units_per_second, "Speech units per second of answer audio, before and after "
                                                     "collapsing repeated units."),
