@@ -78,11 +78,16 @@ def _load_snippets(root: Path) -> tuple[str, str]:
 
 
 @pytest.mark.slow
-def test_a_build_without_rows_loads_with_both_snippets(empty_build):
+def test_a_build_without_rows_loads_with_both_snippets_and_reports(empty_build):
     out, _ = empty_build
     ds, rejects = _load_snippets(out)
     for d in (ds, rejects):  # the rejects are its default config: they say why it is empty
         assert d["train"].num_rows == 3 and set(d["train"]["reason"]) == {"unknown_format"}
+
+    from echoforge.commands.report import render_report
+
+    info = render_report(out, out.parent / "empty.html", progress=False)  # and its report shows the rejects
+    assert info["rows"] == 0 and info["rejects"] == 3
 
 
 @pytest.mark.slow

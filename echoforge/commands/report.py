@@ -230,37 +230,28 @@ def _threshold(ax, value: float | None, label: str) -> None:
         ax.text(value, 0.98, f" {label} {value:g}", transform=ax.get_xaxis_transform(), va="top", fontsize=7)
 
 
-def plot_durations(builds: list[BuildStats]) -> str:
-    fig, (q, a) = _figure(10, 3.2, 2)
-    _hist_axes(q, builds, "question_duration_s", "Question duration", "seconds")
-    _hist_axes(a, builds, "answer_duration_s", "Answer duration", "seconds")
-    return _svg(fig, "durations")
+#: Histogram plots: name -> panels of (column, title, x label, gate limits drawn as (config key, label)).
+HISTOGRAM_PLOTS: dict[str, list[tuple[str, str, str, tuple[tuple[str, str], ...]]]] = {
+    "durations": [("question_duration_s", "Question duration", "seconds", ()),
+                  ("answer_duration_s", "Answer duration", "seconds", ())],
+    "wer": [("question_wer", "Question WER (ASR round trip)", "word error rate", (("max_question_wer", "gate max"),)),
+            ("answer_wer", "Answer WER (ASR round trip)", "word error rate", (("max_answer_wer", "gate max"),))],
+    "chars-per-second": [("answer_chars_per_second", "Answer characters per second", "characters / second",
+                          (("min_chars_per_second", "gate min"), ("max_chars_per_second", "gate max")))],
+    "units-per-second": [("answer_units_per_second", "Answer units per second", "units / second", ()),
+                         ("answer_dedup_units_per_second", "After deduplication", "units / second", ())],
+}
 
 
-def plot_wer(builds: list[BuildStats]) -> str:
+def plot_histograms(builds: list[BuildStats], name: str) -> str:
+    panels = HISTOGRAM_PLOTS[name]
     gate = builds[0].manifest["config"].get("gate", {})
-    fig, (q, a) = _figure(10, 3.2, 2)
-    _hist_axes(q, builds, "question_wer", "Question WER (ASR round trip)", "word error rate")
-    _threshold(q, gate.get("max_question_wer"), "gate max")
-    _hist_axes(a, builds, "answer_wer", "Answer WER (ASR round trip)", "word error rate")
-    _threshold(a, gate.get("max_answer_wer"), "gate max")
-    return _svg(fig, "wer")
-
-
-def plot_chars_per_second(builds: list[BuildStats]) -> str:
-    gate = builds[0].manifest["config"].get("gate", {})
-    fig, (ax,) = _figure(10, 3.0)
-    _hist_axes(ax, builds, "answer_chars_per_second", "Answer characters per second", "characters / second")
-    _threshold(ax, gate.get("min_chars_per_second"), "gate min")
-    _threshold(ax, gate.get("max_chars_per_second"), "gate max")
-    return _svg(fig, "chars-per-second")
-
-
-def plot_units_per_second(builds: list[BuildStats]) -> str:
-    fig, (raw, dedup) = _figure(10, 3.2, 2)
-    _hist_axes(raw, builds, "answer_units_per_second", "Answer units per second", "units / second")
-    _hist_axes(dedup, builds, "answer_dedup_units_per_second", "After deduplication", "units / second")
-    return _svg(fig, "units-per-second")
+    fig, axes = _figure(10, 3.2, len(panels))
+    for ax, (column, title, xlabel, limits) in zip(axes, panels):
+        _hist_axes(ax, builds, column, title, xlabel)
+        for key, label in limits:
+            _threshold(ax, gate.get(key), label)
+    return _svg(fig, name)
 
 
 def plot_codebook(builds: list[BuildStats]) -> str:
@@ -405,19 +396,20 @@ def _summary(builds: list[BuildStats]) -> str:
 
 
 def _plots(builds: list[BuildStats]) -> str:
-    makers = {
-        "durations": (plot_durations, "Durations of the spoken question and answer."),
-        "wer": (plot_wer, "Word error rate of the ASR round trip; dashed: gate.max_question_wer and "
-                          "gate.max_answer_wer (a limit fires only with at least gate.min_word_errors wrong words)."),
-        "chars-per-second": (plot_chars_per_second, "Speaking rate of the answers; dashed: the gate's limits."),
-        "units-per-second": (plot_units_per_second, "Speech units per second of answer audio, before and after "
-                                                    "collapsing repeated units."),
-        "codebook-usage": (plot_codebook, "How evenly the answers use the unit codebook (all codebooks)."),
-        "speaker-hours": (plot_speakers, "Hours of speech per voice."),
-        "rejects": (plot_rejects, "Refused turns by stage and reason."),
+    captions = {
+        "durations": "Durations of the spoken question and answer.",
+        "wer": "Word error rate of the ASR round trip; dashed: gate.max_question_wer and gate.max_answer_wer "
+               "(a limit fires only with at least gate.min_word_errors wrong words).",
+        "chars-per-second": "Speaking rate of the answers; dashed: the gate's limits.",
+        "units-per-second": "Speech units per second of answer audio, before and after collapsing repeated units.",
+        "codebook-usage": "How evenly the answers use the unit codebook (all codebooks).",
+        "speaker-hours": "Hours of speech per voice.",
+        "rejects": "Refused turns by stage and reason.",
     }
-    return "".join(f'<figure class="plot" data-plot="{name}">{make(builds)}<figcaption>{_e(caption)}</figcaption>'
-                   "</figure>" for name, (make, caption) in makers.items())
+    makers = {"codebook-usage": plot_codebook, "speaker-hours": plot_speakers, "rejects": plot_rejects}
+    figures = {name: makers[name](builds) if name in makers else plot_histograms(builds, name) for name in PLOTS}
+    return "".join(f'<figure class="plot" data-plot="{name}">{svg}<figcaption>{_e(captions[name])}</figcaption>'
+                   "</figure>" for name, svg in figures.items())
 
 
 def _audio(cell: dict[str, Any] | None, label: str, voice: str | None, duration: float | None) -> str:
