@@ -292,7 +292,7 @@ def plot_speakers(builds: list[BuildStats]) -> str:
         ax.barh(y, a, height, left=q, color=color, alpha=0.9, label=f"{b.name}: answers")
     ax.set_yticks(np.arange(len(voices)) + height * (len(builds) - 1) / 2, voices)
     ax.set_xlabel("hours")
-    ax.legend(fontsize=7, frameon=False)
+    ax.legend(fontsize=7, frameon=False, loc="upper left", bbox_to_anchor=(1.01, 1))
     return _svg(fig, "speaker-hours")
 
 
@@ -312,7 +312,7 @@ def plot_rejects(builds: list[BuildStats]) -> str:
     ax.invert_yaxis()
     ax.set_xlabel("turns")
     if len(builds) > 1:
-        ax.legend(fontsize=7, frameon=False)
+        ax.legend(fontsize=7, frameon=False, loc="upper left", bbox_to_anchor=(1.01, 1))
     return _svg(fig, "rejects")
 
 
@@ -347,6 +347,7 @@ color:#222;line-height:1.4}
 h1{margin-bottom:.1em}h2{border-bottom:2px solid #ddd;padding-bottom:.2em;margin-top:1.6em}
 nav a{margin-right:1em}table{border-collapse:collapse;margin:.5em 0}
 td,th{border:1px solid #ddd;padding:.25em .6em;text-align:left;vertical-align:top;font-size:.92em}
+td:last-child{overflow-wrap:anywhere}
 th{background:#f5f5f5}figure{margin:1em 0}figure svg{max-width:100%;height:auto}
 figcaption{font-size:.85em;color:#555}.warn{background:#fff3cd;border:1px solid #e0c060;padding:.5em 1em}
 article.row{border:1px solid #ddd;border-radius:6px;padding:.6em 1em;margin:1em 0}
@@ -441,14 +442,22 @@ def _row(row: dict[str, Any]) -> str:
             f'aligned time (the alignment column).</figcaption></figure></article>')
 
 
+def _turns(n: int) -> str:
+    return f"{n} turn" if n == 1 else f"{n} turns"
+
+
+def _clip(text: str | None, limit: int = 400) -> str | None:
+    return text if text is None or len(text) <= limit else text[:limit] + " …"
+
+
 def _rejects(samples: dict[str, list[dict[str, Any]]], counts: dict[str, int]) -> str:
     if not samples:
         return "<p>No rejects.</p>"
     out = []
     for reason, rows in samples.items():
         out.append(f'<div class="reject-reason" data-reason="{_e(reason)}"><h3>{_e(reason)} '
-                   f'<span class="muted">({counts.get(reason, len(rows))} turns)</span></h3>')
-        out.append(_table([(r["id"], r["source_position"], r["detail"]) for r in rows],
+                   f'<span class="muted">({_turns(counts.get(reason, len(rows)))})</span></h3>')
+        out.append(_table([(r["id"], r["source_position"], _clip(r["detail"])) for r in rows],
                           ("id", "input position", "detail")) + "</div>")
     return "".join(out)
 
