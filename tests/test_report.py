@@ -27,7 +27,7 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or "/usr
 @pytest.fixture(scope="module")
 def builds(tmp_path_factory, cache_env):
     """The sample built with the test config, a second build with faster-varying voices, and one
-    whose rows are mostly refused (three in a layout no reader knows, one good)."""
+    whose rows are mostly refused (three in a layout no reader knows, one good), in the Arrow format."""
     base = tmp_path_factory.mktemp("report")
     sample = base / "sample"
     build([str(SHAREGPT)], sample, parse_config(FAST_CONFIG), limit=4)
@@ -35,8 +35,8 @@ def builds(tmp_path_factory, cache_env):
     build([str(SHAREGPT)], other, parse_config({**FAST_CONFIG, "synthesis": {"rate_jitter": 0.3}}), limit=2)
     mixed_input = base / "mixed.jsonl"
     mixed_input.write_bytes(refused_rows(3, good=1))
-    mixed = base / "mixed"
-    build([str(mixed_input)], mixed, parse_config(FAST_CONFIG))
+    mixed = base / "mixed"  # in the Arrow layout, whose rows the report reads batch by batch
+    build([str(mixed_input)], mixed, parse_config({**FAST_CONFIG, "output": {"format": "arrow"}}))
     return sample, other, mixed
 
 
@@ -117,6 +117,7 @@ def test_sample_is_seeded_and_rejects_are_shown_per_reason(builds, tmp_path):
     info = render_report(mixed, tmp_path / "mixed.html", rows=5, seed=0, rejects_per_reason=2, progress=False)
     html = (tmp_path / "mixed.html").read_text()
     assert info["rows"] == 1 and info["rejects"] == 2
+    assert html.count("<audio") == 2 and html.count('data-plot="words"') == 1
     block = html.split('data-reason="ingest.unknown_format"')[1].split("</div>")[0]
     assert "(3 turns)" in block and block.count("match no known layout") == 2
 
