@@ -102,7 +102,7 @@ def build(inputs, output, config_path, fmt, limit, workers, engine, ray_address,
     Rerunning the same command resumes: committed work units are skipped.
     """
     from echoforge.pipeline.build import build as run_build
-    from echoforge.reports import summary_lines
+    from echoforge.reports import fail_on, kept_problems, summary_lines
 
     config = load_config(config_path).with_overrides(output={"format": fmt}, run={"workers": workers})
     if not inputs:
@@ -113,6 +113,7 @@ def build(inputs, output, config_path, fmt, limit, workers, engine, ray_address,
                              overwrite=overwrite, break_lease=break_lease, verify=verify, on_progress=bar)
     for line in summary_lines(manifest, output):
         click.echo(line)
+    fail_on(kept_problems(manifest, output))
 
 
 @main.command("dry-run")
@@ -125,10 +126,11 @@ def build(inputs, output, config_path, fmt, limit, workers, engine, ray_address,
 @user_errors
 def dry_run(inputs, config_path, sample, target_hours, workers, as_json):
     """Run a sample through every stage and project cost for a target corpus size."""
-    from echoforge.reports import dry_run as run_dry, dry_run_lines
+    from echoforge.reports import dry_run as run_dry, dry_run_lines, fail_on
 
     report = run_dry(list(inputs), load_config(config_path), sample=sample, target_hours=target_hours, cores=workers)
     _echo_report(report, as_json, dry_run_lines)
+    fail_on(report["problems"])
 
 
 @main.command()
@@ -184,6 +186,23 @@ def push(directory, repo_id, public, revision, staging, allow_incomplete):
     result = run_push(directory, repo_id, private=not public, revision=revision, staging=staging,
                       allow_incomplete=allow_incomplete)
     click.echo(f"pushed {len(result['files'])} files ({result['bytes'] / 1e6:.1f} MB) to {repo_id}: {result['commit']}")
+
+
+@main.command()
+@click.argument("directory")
+@click.option("--output", "-o", default="report.html", show_default=True, type=click.Path(dir_okay=False),
+              help="HTML file to write.")
+@click.option("--rows", type=click.IntRange(min=0), default=8, show_default=True, help="Rows to sample.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the row and reject samples.")
+@click.option("--compare", help="A second build whose distributions are overlaid.")
+@user_errors
+def report(directory, output, rows, seed, compare):
+    """Write one self-contained HTML page to see and hear a build: figures, plots, sample rows, rejects."""
+    from echoforge.commands.report import render_report
+
+    info = render_report(directory, output, rows=rows, seed=seed, compare=compare)
+    click.echo(f"wrote {info['output']}: {len(info['plots'])} plots, {info['rows']} rows, "
+               f"{info['rejects']} rejects ({info['bytes'] / 1e6:.1f} MB)")
 
 
 @main.command("fit-units")

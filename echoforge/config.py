@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import json
+import types
 from pathlib import Path
 from typing import Any, Literal
 
@@ -205,6 +207,22 @@ def _field_path(loc: tuple[Any, ...]) -> str:
     return ".".join(str(p) for p in loc if not str(p).startswith("function-"))
 
 
+def _suggestion(loc: tuple[Any, ...]) -> str:
+    """For an unknown key, the closest valid key of its section (`` (did you mean 'x'?)``) or ''."""
+    model: Any = BuildConfig
+    for part in loc[:-1]:
+        field = model.model_fields.get(str(part)) if isinstance(model, type) else None
+        if field is None:
+            return ""
+        model = field.annotation
+        if isinstance(model, types.UnionType) or getattr(model, "__args__", None):
+            model = next((a for a in model.__args__ if isinstance(a, type) and issubclass(a, BaseModel)), None)
+        if not (isinstance(model, type) and issubclass(model, BaseModel)):
+            return ""
+    close = difflib.get_close_matches(str(loc[-1]), list(model.model_fields), n=1, cutoff=0.6)
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
+
 def parse_config(data: dict[str, Any] | None) -> BuildConfig:
     """Validate a config mapping; a mistake raises ConfigError naming the field."""
     try:
@@ -214,7 +232,7 @@ def parse_config(data: dict[str, Any] | None) -> BuildConfig:
         where = _field_path(err["loc"]) or "config"
         msg = err["msg"].removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
-            msg = "unknown field"
+            msg = "unknown field" + _suggestion(err["loc"])
         more = f" (and {len(exc.errors()) - 1} more)" if len(exc.errors()) > 1 else ""
         raise ConfigError(f"config error at {where}: {msg}{more}") from None
 

@@ -12,7 +12,51 @@ import numpy as np
 
 from echoforge.config import BuildConfig
 from echoforge.errors import EchoforgeError
-from echoforge.pipeline.output import iter_shards, load_manifest
+from echoforge.pipeline.output import iter_rejects, iter_shards, load_manifest
+
+#: A build whose largest reject reason takes more than this share of its turns fails.
+MOST_REJECTED = 0.5
+
+
+def kept_problems(manifest: dict[str, Any], root: str | Path) -> list[str]:
+    """Lines saying why a build is unusable (it kept nothing, or most turns hit one reason); empty when fine.
+
+    Each of the top reasons comes with one example detail, read from the rejects files.
+    """
+    rows, rejected = manifest["rows"], manifest["rejected"]
+    turns = rows + rejected
+    top = sorted(manifest["rejects_by_reason"].items(), key=lambda kv: (-kv[1], kv[0]))[:3]
+    if not turns or (rows and (not top or top[0][1] <= MOST_REJECTED * turns)):
+        return []
+    examples: dict[str, dict[str, Any]] = {}
+    wanted = {k for k, _ in top}
+    for table in iter_rejects(root, ["source_position", "stage", "reason", "detail"]):
+        for r in table.to_pylist():
+            examples.setdefault(f"{r['stage']}.{r['reason']}", r)
+        if wanted <= set(examples):
+            break
+    head = (f"kept no rows: all {turns} turns were rejected" if not rows else
+            f"{top[0][1]} of {turns} turns ({top[0][1] / turns:.0%}) were rejected for one reason")
+    lines = [head + "; top reasons:"]
+    for key, count in top:
+        r = examples.get(key)
+        example = f"\n      e.g. {r['source_position']}: {r['detail']}" if r else ""
+        lines.append(f"  {key}: {count} ({count / turns:.0%}){example}")
+    return lines
+
+
+def fail_on(problems: list[str]) -> None:
+    """Raise the problems of a build as one error (the CLI prints it and exits non-zero)."""
+    if problems:
+        raise EchoforgeError("\n".join(problems))
+
+
+def in_pipeline_order(seconds: dict[str, float]) -> dict[str, float]:
+    """Stage timings ordered as the stages run (unknown names last, by name)."""
+    from echoforge.pipeline.stages import STAGE_CLASSES
+
+    order = {cls.name: i for i, cls in enumerate(STAGE_CLASSES)}
+    return dict(sorted(seconds.items(), key=lambda kv: (order.get(kv[0], len(order)), kv[0])))
 
 
 def summary_lines(manifest: dict[str, Any], output: str | Path) -> list[str]:
@@ -27,7 +71,8 @@ def summary_lines(manifest: dict[str, Any], output: str | Path) -> list[str]:
         lines.append("rejects: " + ", ".join(f"{k}={v}" for k, v in top))
     if manifest["stage_seconds"]:
         total = sum(manifest["stage_seconds"].values()) or 1.0
-        lines.append("stage time: " + ", ".join(f"{k} {v / total:.0%}" for k, v in manifest["stage_seconds"].items()))
+        lines.append("stage time: " + ", ".join(f"{k} {v / total:.0%}"
+                                                for k, v in in_pipeline_order(manifest["stage_seconds"]).items()))
     lines += quarantine_lines(manifest.get("quarantined_units", []))
     lines.append(f"next: echoforge validate {output} && echoforge inspect {output}")
     return lines
@@ -115,10 +160,11 @@ def dry_run(inputs: list[str], config: BuildConfig, *, sample: int, target_hours
         manifest = build(inputs, Path(tmp) / "out", config, limit=sample)
         wall = time.perf_counter() - t0
         disk = sum(f.stat().st_size for f in (Path(tmp) / "out").rglob("*") if f.is_file())
+        problems = kept_problems(manifest, Path(tmp) / "out")
     audio_s = manifest["hours"] * 3600.0
     if audio_s <= 0:
-        raise EchoforgeError("the sample produced no audio (every turn was rejected); see the rejects and fix the input")
-    stage = manifest["stage_seconds"]
+        fail_on(problems or ["the sample produced no audio; see the rejects and fix the input"])
+    stage = in_pipeline_order(manifest["stage_seconds"])
     per_audio = {k: round(v / audio_s, 5) for k, v in stage.items()}
     compute_per_audio = sum(stage.values()) / audio_s
     target_s = target_hours * 3600.0
@@ -137,6 +183,7 @@ def dry_run(inputs: list[str], config: BuildConfig, *, sample: int, target_hours
         "projected_wall_hours": round(compute_per_audio * target_s / 3600.0 / max(keep_ratio, 1e-6) / cores, 1),
         "cores": cores,
         "rejects_by_reason": manifest["rejects_by_reason"],
+        "problems": problems,
     }
 
 

@@ -111,3 +111,9 @@ def s3_env(s3_server, monkeypatch):
     for key, value in s3_server.env.items():
         monkeypatch.setenv(key, value)
     return s3_server.env
+
+def refused_rows(refused: int, good: int = 0) -> bytes:
+    """JSONL rows in a layout no reader knows (prompt/response), after ``good`` answerable ones."""
+    rows = [{"question": f"What is {i} plus {i}?", "answer": f"{i} plus {i} is {2 * i}."} for i in range(1, good + 1)]
+    rows += [{"prompt": f"Name a colour number {i}.", "response": "Blue."} for i in range(refused)]
+    return b"".join((json.dumps(r) + "\n").encode() for r in rows)

@@ -6,6 +6,7 @@ import contextlib
 import io
 import logging
 import os
+import sys
 from pathlib import Path
 
 from echoforge.errors import require
@@ -35,11 +36,23 @@ def default_cache_dir() -> Path:
     return Path(base)
 
 
+#: What NeMo's English normaliser (cased, deterministic) compiles into its cache directory.
+NEMO_GRAMMARS = ("en_tn_True_deterministic_cased__tokenize.far", "en_tn_True_deterministic_verbalizer.far",
+                 "en_tn_post_processing.far")
+
+
 @normalizers.register("nemo")
 class NemoNormalizer(TextNormalizer):
     """NeMo's English text normaliser; its grammars compile once into ``cache_dir``."""
 
     name = "nemo"
+
+    def cold_cache_notice(self) -> str | None:
+        """What to tell the user while the grammars compile, or None when they are cached."""
+        if all((self.cache_dir / f).exists() for f in NEMO_GRAMMARS):
+            return None
+        return (f"compiling NeMo text-normalisation grammars into {self.cache_dir} (once; about a minute, "
+                "longer on a busy machine); the build shows no progress until they are ready")
 
     def __init__(self, cache_dir: str | None = None):
         self.cache_dir = Path(cache_dir) if cache_dir else default_cache_dir() / "nemo"
@@ -52,6 +65,9 @@ class NemoNormalizer(TextNormalizer):
         from nemo_text_processing.text_normalization.normalize import Normalizer
 
         self.cache_dir.mkdir(parents=True, exist_ok=True)
+        notice = self.cold_cache_notice()
+        if notice:
+            print(notice, file=sys.stderr, flush=True)
         with contextlib.redirect_stdout(io.StringIO()):
             self._normalizer = Normalizer(input_case="cased", lang="en", cache_dir=str(self.cache_dir))
 

@@ -10,17 +10,29 @@ from echoforge.schemas.columns import REJECT_FEATURES, ROW_FEATURES
 
 
 def card_metadata(manifest: dict[str, Any]) -> dict[str, Any]:
+    """The card's YAML: one config per table that holds rows.
+
+    `datasets` cannot load a split (or config) without rows, so a table with none is not
+    declared; a build that kept no rows makes its rejects the default config, so that
+    ``load_dataset(DIR)`` shows why.
+    """
     arrow = manifest["format"] == "arrow"
     pattern = "{split}/data-*.arrow" if arrow else "data/{split}-*.parquet"
     splits = [s for s, n in manifest["rows_by_split"].items() if n]  # a split with no rows has no files
-    configs = [{"config_name": "default", "default": True,
-                "data_files": [{"split": s, "path": pattern.format(split=s)} for s in splits]}]
-    info = [{"config_name": "default", "features": ROW_FEATURES._to_yaml_list(),
-             "splits": [{"name": s, "num_examples": manifest["rows_by_split"][s]} for s in splits]}]
+    configs, info = [], []
+    if splits:
+        configs.append({"config_name": "default", "default": True,
+                        "data_files": [{"split": s, "path": pattern.format(split=s)} for s in splits]})
+        info.append({"config_name": "default", "features": ROW_FEATURES._to_yaml_list(),
+                     "splits": [{"name": s, "num_examples": manifest["rows_by_split"][s],
+                                 "num_bytes": sum(e["bytes"] for e in manifest["shards"] if e["split"] == s)}
+                                for s in splits]})
     if manifest["rejected"]:
-        configs.append({"config_name": "rejects", "data_files": [{"split": "train", "path": "rejects/rejects-*.parquet"}]})
+        configs.append({"config_name": "rejects", **({} if splits else {"default": True}),
+                        "data_files": [{"split": "train", "path": "rejects/rejects-*.parquet"}]})
         info.append({"config_name": "rejects", "features": REJECT_FEATURES._to_yaml_list(),
-                     "splits": [{"name": "train", "num_examples": manifest["rejected"]}]})
+                     "splits": [{"name": "train", "num_examples": manifest["rejected"],
+                                 "num_bytes": sum(e["bytes"] for e in manifest["rejects"])}]})
     return {
         "configs": configs,
         "dataset_info": info,
@@ -28,6 +40,14 @@ def card_metadata(manifest: dict[str, Any]) -> dict[str, Any]:
         "language": ["en"],
         "tags": ["echoforge", "speech-units", "synthetic-speech"],
     }
+
+
+def _empty_note(manifest: dict[str, Any]) -> str:
+    if not manifest["rows"]:
+        return "\nThis build kept no rows: its default config holds the rejects, which say why.\n"
+    if not manifest["rejected"]:
+        return "\nThis build rejected nothing, so it has no `rejects` config.\n"
+    return ""
 
 
 def write_card(folder, manifest: dict[str, Any]) -> None:
@@ -53,7 +73,7 @@ from datasets import load_dataset
 ds = load_dataset("path/or/hub/name")       # train and validation splits
 rejects = load_dataset("path/or/hub/name", "rejects")
 ```
-
+{_empty_note(manifest)}
 ## Rejects by reason
 
 | stage.reason | count |

@@ -81,6 +81,19 @@ def iter_shards(root: str | Path | DataFolder, columns: list[str] | None = None,
                 yield shard, pf.read_row_group(i, columns=columns)
 
 
+def iter_rejects(root: str | Path | DataFolder, columns: list[str] | None = None,
+                 options: Mapping[str, Any] | None = None) -> Iterator[pa.Table]:
+    """Stream the rejects files of a build as Arrow tables, in manifest order."""
+    folder = _as_folder(root, options)
+    for entry in load_manifest(folder)["rejects"]:
+        yield read_table(folder, entry["path"], "parquet", columns)
+
+
+def open_build_file(root: str | Path | DataFolder, relative: str):
+    """Open a file of a build (a manifest ``path``) for binary reading, on any filesystem."""
+    return _as_folder(root).open(relative, "rb")
+
+
 def package_versions() -> dict[str, str]:
     out = {"python": platform.python_version()}
     for name in PACKAGES:
