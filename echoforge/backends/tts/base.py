@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from echoforge.registry import Registry
 from echoforge.schemas.records import Speech
 
 tts_backends: Registry[TTSBackend] = Registry("TTS backend")
+
+#: What every backend calls a word of a sentence: each gets one entry of ``Speech.words``, in order.
+WORD_RE = re.compile(r"[\w']+")
+
+
+def sentence_words(sentence: str) -> list[str]:
+    return WORD_RE.findall(sentence)
 
 
 @dataclass(frozen=True)

@@ -15,13 +15,12 @@ model.
 from __future__ import annotations
 
 import difflib
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from echoforge.backends.tts.base import TTSBackend, VoiceRequest, tts_backends
+from echoforge.backends.tts.base import TTSBackend, VoiceRequest, sentence_words, tts_backends
 from echoforge.errors import ConfigError, require
 from echoforge.io.files import sha256_file
 from echoforge.schemas.records import Speech, Word
@@ -223,7 +222,7 @@ class PiperBackend(TTSBackend):
 
     def _word_spans(self, v: _Voice, sentence: str, phones: list[tuple[str, int, int]], sr: int) -> list[Word]:
         """Word time spans: each word's own phonemes matched into the sentence's phonemes."""
-        tokens = re.findall(r"[\w']+", sentence)
+        tokens = sentence_words(sentence)
         core = [(p, a, b) for p, a, b in phones if p not in _PHONEME_SKIP]
         word_seq: list[str] = []
         owner: list[int] = []
