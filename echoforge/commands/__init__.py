@@ -1,0 +1,1 @@
+"""Application commands over finished builds (export, voices)."""
