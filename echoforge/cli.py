@@ -263,5 +263,16 @@ def export(directory, to, output, stages, audio_format, absolute_paths):
                f"{report['parts_written']} parts written, {report['parts_skipped']} already there")
 
 
+@main.command()
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), help="YAML config file.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@user_errors
+def voices(config_path, as_json):
+    """List the voices the config's synthesis draws from (role, speaker, backend, sample rate)."""
+    from echoforge.commands.voices import list_voices, voices_lines
+
+    _echo_report({"voices": list_voices(load_config(config_path))}, as_json, lambda r: voices_lines(r["voices"]))
+
+
 if __name__ == "__main__":
     main()
