@@ -166,3 +166,17 @@ def test_cli_writes_one_stage_as_flac(corpus, tmp_path):
         assert path.is_absolute() and path.suffix == ".flac"
         assert sf.info(str(path)).samplerate == 16_000
     assert not (tmp_path / "o" / "echo").exists()
+
+
+def test_a_build_without_the_columns_is_a_one_line_error(corpus, tmp_path):
+    import shutil
+
+    root, _ = corpus
+    old = tmp_path / "old-build"
+    shutil.copytree(root, old)
+    manifest = json.loads((old / "manifest.json").read_text())
+    del manifest["features"]["echo_segments"]
+    (old / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(EchoforgeError, match="no column 'echo_segments'"):
+        export_build(str(old), "echox", str(tmp_path / "out"), stages=["echo"])
+    export_build(str(old), "echox", str(tmp_path / "out"), stages=["t2u"])  # what it has still exports

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from echoforge.errors import ConfigError, require
+from echoforge.errors import ConfigError
 from echoforge.io.files import sha256_file
 
 
@@ -27,7 +27,8 @@ class LLMTokenizer:
         self._identity = ""
 
     def setup(self) -> None:
-        tokenizers = require("tokenizers", "segment token counts", "segments")
+        import tokenizers
+
         path = Path(self.name) if self.name else default_tokenizer_path()
         if path.is_dir():
             path = path / "tokenizer.json"

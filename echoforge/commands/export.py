@@ -171,6 +171,10 @@ def export_build(root: str, to: str, output: str, stages: list[str] | None = Non
               "models": manifest.get("models", {}), "parts": record.get("parts", {})}
     columns = sorted({c for s in stages for c in exporter.stages[s]}
                      | ({"question_audio"} if exporter.audio_stages & set(stages) else set()))
+    missing = [c for c in columns if c not in manifest.get("features", {})]
+    if missing:
+        raise EchoforgeError(f"{root} has no column '{missing[0]}' that the {to} export reads: "
+                             "rebuild it with this version of echoforge")
     report = {"output": output, "rows": dict.fromkeys(stages, 0), "parts_written": 0, "parts_skipped": 0}
     total = len(manifest["shards"])
     for index, (shard, table) in enumerate(iter_shards(root, columns=columns)):
