@@ -127,3 +127,25 @@ def test_a_moved_model_directory_loads(model_dir, tmp_path):
     original.setup()
     said = copy.synthesize(VoiceRequest(("Same weights.",), f"{moved}#cy", 1.0, 1)).audio
     assert np.array_equal(said, original.synthesize(VoiceRequest(("Same weights.",), f"{model_dir}#cy", 1.0, 1)).audio)
+
+
+def test_xtts_voice_loads_from_a_model_directory_with_reference_clips(tmp_path):
+    import soundfile as sf
+
+    from tiny_coqui import make_tiny_xtts
+
+    model = make_tiny_xtts(tmp_path / "tiny-xtts")
+    clip = tmp_path / "maria.wav"
+    sf.write(clip, (np.random.default_rng(0).standard_normal(22050) * 0.1).astype(np.float32), 22050)
+    voice = f"{model}#{clip}"
+    backend = CoquiBackend([voice])
+    backend.setup()
+    assert backend.speaker_of(voice) == "tiny-xtts#maria"
+    assert backend.sample_rate(voice) == 24_000 and backend.speakers(voice) == []
+    latents = backend._voices[voice].model.get_conditioning_latents(audio_path=[str(clip)])
+    gpt_prompt, speaker_embedding = latents  # the clip, as the GPT's prompt and as a speaker embedding
+    assert gpt_prompt.shape[0] == 1 and gpt_prompt.shape[2] == 32 and tuple(speaker_embedding.shape) == (1, 512, 1)
+    with pytest.raises(ConfigError, match="needs reference clips"):
+        CoquiBackend([str(model)]).setup()
+    with pytest.raises(ConfigError, match="reference clip not found"):
+        CoquiBackend([f"{model}#{tmp_path / 'nobody.wav'}"]).setup()

@@ -43,3 +43,31 @@ def make_tiny_vits(directory: Path, speakers: list[str] | None = SPEAKERS, seed:
     config.save_json(str(directory / "config.json"))
     save_checkpoint(config, model, str(directory), current_step=1, epoch=1)
     return directory
+
+
+def make_tiny_xtts(directory: Path, seed: int = 0) -> Path:
+    """Write a small random XTTS (GPT of one layer; coqui's own decoder) as released XTTS models
+    are laid out: config.json, model.pth ({"model": state dict}) and the BPE vocab.json."""
+    import torch
+    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+    from TTS.tts.configs.xtts_config import XttsConfig
+    from TTS.tts.models.xtts import Xtts, XttsArgs, XttsAudioConfig
+
+    directory.mkdir(parents=True, exist_ok=True)
+    vocab = Tokenizer(models.BPE(unk_token="[UNK]"))
+    vocab.pre_tokenizer = pre_tokenizers.Whitespace()
+    vocab.train_from_iterator(["hello there old friend", "abcdefghijklmnopqrstuvwxyz .,!?'"],
+                              trainers.BpeTrainer(vocab_size=120, special_tokens=["[STOP]", "[UNK]", "[SPACE]",
+                                                                                  "[START]", "[en]"]))
+    vocab.save(str(directory / "vocab.json"))
+    args = XttsArgs(gpt_layers=1, gpt_n_model_channels=32, gpt_n_heads=2, gpt_number_text_tokens=vocab.get_vocab_size(),
+                    gpt_start_text_token=3, gpt_stop_text_token=0, gpt_num_audio_tokens=66, gpt_start_audio_token=64,
+                    gpt_stop_audio_token=65, gpt_max_audio_tokens=100, gpt_max_text_tokens=100,
+                    gpt_max_prompt_tokens=20, decoder_input_dim=32, tokenizer_file=str(directory / "vocab.json"))
+    config = XttsConfig(model_args=args, audio=XttsAudioConfig(), languages=["en"])
+    torch.manual_seed(seed)
+    model = Xtts(config)
+    model.init_models()
+    torch.save({"model": model.state_dict()}, directory / "model.pth")
+    config.save_json(str(directory / "config.json"))
+    return directory
