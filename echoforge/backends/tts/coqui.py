@@ -318,4 +318,3 @@ def _word_spans(sentence: str, symbols: list[tuple[str, int, int]], punctuations
             runs.append([at, end])
             at = end
     return [Word(w, (offset + a) / sr, (offset + b) / sr) for w, (a, b) in zip(tokens, runs)]
-

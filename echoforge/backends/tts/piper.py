@@ -313,4 +313,3 @@ def _fill_gaps(label: list[int], num_words: int) -> None:
             for k in range(n):
                 label[i + k] = missing[min(len(missing) - 1, k * len(missing) // n)]
         i = j
-
