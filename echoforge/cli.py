@@ -292,5 +292,38 @@ def fit_unit_lm(directory, output, vocab_size, model_type, split, limit):
     click.echo(f"wrote {output}: {lm.vocab_size} pieces over {info['tokenizer']} from {len(sequences)} rows "
                f"({lm.provenance['units_per_piece']:.2f} deduplicated units per piece)")
 
+
+@main.command()
+@click.argument("directory", type=click.Path(exists=True, file_okay=False))
+@click.option("--to", "to", default="echox", show_default=True, help="Trainer format (registered exporter).")
+@click.option("--output", "-o", required=True, help="Output directory or URL (any fsspec filesystem).")
+@click.option("--stage", "stages", help="Comma-separated stages to write (default: all of the format's).")
+@click.option("--audio-format", type=click.Choice(["wav", "flac"]), default="wav", show_default=True)
+@click.option("--absolute-paths", is_flag=True, help="Audio paths in the lines are absolute (default: relative to OUTPUT).")
+@user_errors
+def export(directory, to, output, stages, audio_format, absolute_paths):
+    """Write a finished build in a trainer's format; a rerun skips finished parts."""
+    from echoforge.commands.export import export_build
+
+    with ProgressBar("export") as bar:
+        report = export_build(directory, to, output, stages=stages.split(",") if stages else None,
+                              audio_format=audio_format, absolute_paths=absolute_paths,
+                              progress=lambda done, total: bar({}, done, total))
+    rows = ", ".join(f"{k} {v}" for k, v in report["rows"].items())
+    click.echo(f"exported {directory} to {output} ({to}): rows per stage: {rows}; "
+               f"{report['parts_written']} parts written, {report['parts_skipped']} already there")
+
+
+@main.command()
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), help="YAML config file.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@user_errors
+def voices(config_path, as_json):
+    """List the voices the config's synthesis draws from (role, speaker, backend, sample rate)."""
+    from echoforge.commands.voices import list_voices, voices_lines
+
+    _echo_report({"voices": list_voices(load_config(config_path))}, as_json, lambda r: voices_lines(r["voices"]))
+
+
 if __name__ == "__main__":
     main()

@@ -93,6 +93,7 @@ class SynthesisConfig(Section):
     sentence_pause_s: float = Field(0.25, ge=0.0, le=2.0)
     keep_answer_audio: bool = True
     batch_size: int = Field(8, ge=1)
+    device: Literal["cpu", "cuda"] = "cpu"  # torch backends (coqui)
 
     @model_validator(mode="after")
     def _voices(self) -> SynthesisConfig:
@@ -126,6 +127,23 @@ class GateConfig(Section):
     max_trailing_silence_s: float = Field(1.5, ge=0.0)
     max_clipping_ratio: float = Field(0.01, ge=0.0, le=1.0)
     batch_size: int = Field(8, ge=1)
+    max_question_audio_s: float | None = Field(30.0, gt=0.0)  # Whisper encoder window of speech LLMs
+    max_answer_dedup_units: int | None = Field(2048, ge=1)  # unit sequence cap of echo training
+
+
+class SegmentsConfig(Section):
+    """Echo-training segments: answer pieces sized in the LLM's own text tokens."""
+
+    boundary: Literal["sentence", "clause"] = "sentence"
+    min_tokens: int = Field(8, ge=1)  # merge pieces until a segment has at least this many tokens
+    max_tokens: int = Field(64, ge=1)  # never merge past this; longer pieces are cut between words
+    tokenizer: str | None = None  # tokenizer.json path or Hub id; default: the bundled Whisper tokenizer
+
+    @model_validator(mode="after")
+    def _bounds(self) -> SegmentsConfig:
+        if self.min_tokens > self.max_tokens:
+            raise ValueError("min_tokens must not exceed max_tokens")
+        return self
 
 
 class OutputConfig(Section):
@@ -169,6 +187,7 @@ class BuildConfig(Section):
     synthesis: SynthesisConfig = SynthesisConfig()
     units: UnitsConfig = UnitsConfig()
     gate: GateConfig = GateConfig()
+    segments: SegmentsConfig = SegmentsConfig()
     output: OutputConfig = OutputConfig()
     run: RunConfig = RunConfig()
     storage: StorageConfig = StorageConfig()

@@ -93,9 +93,17 @@ def inspect_output(root: Path) -> dict[str, Any]:
     cols = ["question_voice", "answer_voice", "question_wer", "answer_wer", "answer_duration_s",
             "question_duration_s", "answer_units_per_second", "answer_dedup_units_per_second"]
     values: dict[str, list] = {c: [] for c in cols}
-    for _, table in iter_shards(root, cols):
+    # Builds from before the speaker columns name speakers by their voice.
+    who = "speaker" if "question_speaker" in manifest.get("features", {}) else "voice"
+    speaker_cols = [f"question_{who}", f"answer_{who}"] if who == "speaker" else []
+    speaker_hours: dict[str, float] = {}
+    for _, table in iter_shards(root, cols + speaker_cols):
         for c in cols:
             values[c].extend(v for v in table.column(c).to_pylist() if v is not None)
+        for side in ("question", "answer"):
+            names, seconds = table.column(f"{side}_{who}").to_pylist(), table.column(f"{side}_duration_s").to_pylist()
+            for name, secs in zip(names, seconds):
+                speaker_hours[name] = speaker_hours.get(name, 0.0) + (secs or 0.0) / 3600.0
     voices: dict[str, int] = {}
     for v in values["question_voice"] + values["answer_voice"]:
         voices[v] = voices.get(v, 0) + 1
@@ -107,6 +115,7 @@ def inspect_output(root: Path) -> dict[str, Any]:
         "answer_hours": manifest["answer_hours"],
         "rejects_by_reason": manifest["rejects_by_reason"],
         "voices": voices,
+        "hours_by_speaker": {k: round(v, 6) for k, v in sorted(speaker_hours.items(), key=lambda kv: -kv[1])},
         "question_wer": _quantiles(values["question_wer"]),
         "answer_wer": _quantiles(values["answer_wer"]),
         "corpus_question_wer_mean": _quantiles(values["question_wer"])["mean"] if values["question_wer"] else None,
@@ -125,7 +134,8 @@ def inspect_lines(r: dict[str, Any]) -> list[str]:
              f"rejected: {r['rejected']}",
              f"hours: {r['hours']:.3f} (answers {r['answer_hours']:.3f})",
              f"tokenizer: {r['tokenizer']}",
-             "voices: " + ", ".join(f"{k}={v}" for k, v in sorted(r["voices"].items()))]
+             "voices: " + ", ".join(f"{k}={v}" for k, v in sorted(r["voices"].items())),
+             "hours by speaker: " + ", ".join(f"{k} {v:.3f}" for k, v in r["hours_by_speaker"].items())]
     for key in ("question_wer", "answer_wer", "answer_duration_s", "answer_dedup_units_per_second"):
         q = r[key]
         if q:

@@ -15,6 +15,7 @@ multipart upload) is atomic by itself. ``create`` writes only when nothing is th
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -219,6 +220,28 @@ class DataFolder:
             self._local_replace(target, lambda f: f.write(data))
         else:
             self.fs.pipe_file(target, data)
+
+    @contextlib.contextmanager
+    def open_atomic(self, rel: str) -> Iterator[IO[bytes]]:
+        """A file to stream into; it appears at ``rel`` whole when the block ends (a temporary
+        file renamed on local disk; on object stores the upload completes only on close)."""
+        target = self.path(rel)
+        if not self.is_local:
+            with self.fs.open(target, "wb") as f:
+                yield f
+            return
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        tmp = os.path.join(os.path.dirname(target), f".{os.path.basename(target)}.tmp-{uuid.uuid4().hex[:12]}")
+        try:
+            with open(tmp, "wb") as f:
+                yield f
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, target)
+            _fsync_dir(os.path.dirname(target))
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
 
     def write_json(self, rel: str, obj: Any) -> None:
         self.write_bytes(rel, (json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n").encode())

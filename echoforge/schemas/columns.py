@@ -27,6 +27,8 @@ _WORD_SPAN = {
     "dedup_end": Value("int32"),
 }
 _SEGMENT_SPAN = {"text": Value("string"), **{k: v for k, v in _WORD_SPAN.items() if k != "word"}}
+_ECHO_SEGMENT = {"text": Value("string"), "num_tokens": Value("int32"),
+                 **{k: v for k, v in _WORD_SPAN.items() if k != "word"}}
 
 #: Quality figures computed by the gate; every one is a column (null when not measured).
 QUALITY_FEATURES: dict[str, Any] = {
@@ -57,6 +59,7 @@ ROW_FEATURES = Features(
         "question_spoken": Value("string"),
         "question_audio": Audio(sampling_rate=QUESTION_SAMPLE_RATE),
         "question_voice": Value("string"),
+        "question_speaker": Value("string"),
         "question_speaking_rate": Value("float32"),
         "question_duration_s": Value("float32"),
         "answer_text": Value("string"),
@@ -64,6 +67,7 @@ ROW_FEATURES = Features(
         "answer_audio": Audio(),
         "answer_sample_rate": Value("int32"),
         "answer_voice": Value("string"),
+        "answer_speaker": Value("string"),
         "answer_speaking_rate": Value("float32"),
         "answer_duration_s": Value("float32"),
         "answer_units": List(List(Value("int32"))),
@@ -75,6 +79,7 @@ ROW_FEATURES = Features(
         "units_codebook_size": Value("int32"),
         "alignment": List(_WORD_SPAN),
         "segments": List(_SEGMENT_SPAN),
+        "echo_segments": List(_ECHO_SEGMENT),
         "speakable_notes": List(Value("string")),
         **QUALITY_FEATURES,
     }
@@ -130,6 +135,7 @@ def turn_to_row(turn: Turn, keep_answer_audio: bool = True) -> dict[str, Any]:
         "question_spoken": turn.question_spoken,
         "question_audio": _audio_cell(q),
         "question_voice": q.voice if q else None,
+        "question_speaker": q.speaker if q else None,
         "question_speaking_rate": q.rate if q else None,
         "question_duration_s": q.duration_s if q else None,
         "answer_text": turn.answer_text,
@@ -137,6 +143,7 @@ def turn_to_row(turn: Turn, keep_answer_audio: bool = True) -> dict[str, Any]:
         "answer_audio": _audio_cell(a) if keep_answer_audio else None,
         "answer_sample_rate": a.sample_rate if a else None,
         "answer_voice": a.voice if a else None,
+        "answer_speaker": a.speaker if a else None,
         "answer_speaking_rate": a.rate if a else None,
         "answer_duration_s": a.duration_s if a else None,
         "answer_units": None,
@@ -148,6 +155,7 @@ def turn_to_row(turn: Turn, keep_answer_audio: bool = True) -> dict[str, Any]:
         "units_codebook_size": None,
         "alignment": turn.alignment,
         "segments": turn.segments,
+        "echo_segments": turn.echo_segments,
         "speakable_notes": turn.speakable_notes,
     }
     if u is not None:

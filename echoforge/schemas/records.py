@@ -35,6 +35,7 @@ class Speech:
     words: list[Word] = field(default_factory=list)
     sentences: list[Word] = field(default_factory=list)  # sentence text with its span
     phonemes: list[tuple[str, float, float]] = field(default_factory=list)
+    speaker: str = ""  # who speaks: the voice's model and speaker name, the same however the voice was named
 
     @property
     def duration_s(self) -> float:
@@ -91,6 +92,7 @@ class Turn:
     answer_units: Units | None = None
     alignment: list[dict[str, Any]] = field(default_factory=list)
     segments: list[dict[str, Any]] = field(default_factory=list)
+    echo_segments: list[dict[str, Any]] = field(default_factory=list)
     quality: dict[str, Any] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)  # backend-specific columns
     input_row: int = -1  # row number within its input (orders rows inside a shard)

@@ -111,7 +111,21 @@ class Gate(Stage[Turn]):
                     extra = f"; heard: {f.get(f'{side}_asr_text', '')[:200]!r}"
                 raise StageReject(f"{name}_high", f"{name}={value:.3f} above the maximum {high}{extra}")
 
+    def check_lengths(self, turn: Turn) -> None:
+        """Reject what a speech LLM cannot take: question audio past its encoder window, answer
+        unit sequences past the echo-training cap (checked before ASR, which they would waste)."""
+        g = self.config.gate
+        seconds = turn.question_speech.duration_s
+        if g.max_question_audio_s is not None and seconds > g.max_question_audio_s:
+            raise StageReject("question_audio_too_long",
+                              f"question_duration_s={seconds:.2f} above the maximum {g.max_question_audio_s}")
+        units = turn.answer_units.dedup()[0].shape[1] if turn.answer_units is not None else 0
+        if g.max_answer_dedup_units is not None and units > g.max_answer_dedup_units:
+            raise StageReject("answer_units_too_long",
+                              f"answer_dedup_units={units} above the maximum {g.max_answer_dedup_units}")
+
     def process_one(self, turn: Turn) -> Turn:
+        self.check_lengths(turn)
         figures, ref_words = self.measure(turn)
         self.check(turn, figures, ref_words)
         return turn.replace(quality=figures)

@@ -2,13 +2,15 @@
 
 Voice policy: the assistant speaks in one stable voice; each conversation's user gets a voice
 drawn from the pool by a seeded hash of the conversation id, so users vary across the corpus
-but not within a conversation. Speaking rate is jittered per turn and side, also seeded.
+but not within a conversation. Speaking rate is jittered per turn and side, also seeded. The
+pool may mix backends (``BACKEND:VOICE``, see :mod:`echoforge.backends.tts.pool`).
 """
 
 from __future__ import annotations
 
 from echoforge.audio import resample
-from echoforge.backends.tts import VoiceRequest, tts_backends
+from echoforge.backends.tts import VoiceRequest
+from echoforge.backends.tts.pool import VoicePool
 from echoforge.config import BuildConfig
 from echoforge.schemas.columns import QUESTION_SAMPLE_RATE
 from echoforge.schemas.records import Speech, Turn
@@ -22,13 +24,13 @@ class Synthesize(Stage[Turn]):
     def __init__(self, config: BuildConfig):
         super().__init__(config)
         c = config.synthesis
-        self.backend = tts_backends.create(
-            c.backend, voices=[c.assistant_voice, *c.user_voices], noise_scale=c.noise_scale, noise_w=c.noise_w
-        )
+        self.backend = VoicePool(c.backend, [c.assistant_voice, *c.user_voices], noise_scale=c.noise_scale,
+                                 noise_w=c.noise_w, device=c.device)
 
     @property
     def resources(self) -> Resources:
-        return Resources(batch_size=self.config.synthesis.batch_size, uses_model=True)
+        c = self.config.synthesis
+        return Resources(batch_size=c.batch_size, uses_model=True, num_gpus=1.0 if c.device == "cuda" else 0.0)
 
     def setup(self) -> None:
         self.backend.setup()
@@ -60,6 +62,7 @@ class Synthesize(Stage[Turn]):
         question = Speech(
             audio=resample(question.audio, question.sample_rate, QUESTION_SAMPLE_RATE),
             sample_rate=QUESTION_SAMPLE_RATE, voice=question.voice, rate=question.rate,
-            words=question.words, sentences=question.sentences, phonemes=question.phonemes)
+            words=question.words, sentences=question.sentences, phonemes=question.phonemes,
+            speaker=question.speaker)
         answer = self.backend.synthesize(a_request)
         return turn.replace(question_speech=question, answer_speech=answer)

@@ -2,12 +2,24 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
+
+import numpy as np
 
 from echoforge.registry import Registry
 from echoforge.schemas.records import Speech
 
 tts_backends: Registry[TTSBackend] = Registry("TTS backend")
+
+PEAK = 0.9  # peak level of every utterance (−0.9 dBFS): no clipping, comparable loudness
+
+#: What every backend calls a word of a sentence: each gets one entry of ``Speech.words``, in order.
+WORD_RE = re.compile(r"[\w']+")
+
+
+def sentence_words(sentence: str) -> list[str]:
+    return WORD_RE.findall(sentence)
 
 
 @dataclass(frozen=True)
@@ -36,5 +48,28 @@ class TTSBackend:
     def synthesize(self, request: VoiceRequest) -> Speech:
         raise NotImplementedError
 
+    def sample_rate(self, voice: str) -> int:
+        raise NotImplementedError
+
+    def speaker_of(self, voice: str) -> str:
+        """Who speaks in a loaded voice: model and speaker name, however the voice was named."""
+        return voice
+
+    def speakers(self, voice: str) -> list[str]:
+        """Every speaker of the voice's model (empty for a single-speaker model)."""
+        return []
+
     def identity(self) -> dict[str, str]:
         return {}
+
+
+def fit_length(audio: np.ndarray, n: int) -> np.ndarray:
+    """Cut or zero-pad audio to n samples (to the length its symbol durations add up to)."""
+    if len(audio) >= n:
+        return audio[:n]
+    return np.concatenate([audio, np.zeros(n - len(audio), dtype=np.float32)])
+
+
+def peak_normalize(audio: np.ndarray) -> np.ndarray:
+    peak = float(np.max(np.abs(audio))) if len(audio) else 0.0
+    return (audio * (PEAK / peak)).astype(np.float32) if peak > 1e-8 else audio

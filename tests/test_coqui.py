@@ -1,0 +1,151 @@
+"""Coqui TTS backend on a tiny random multi-speaker VITS saved as coqui saves models and loaded
+back through coqui's own loading path: determinism, speakers, durations, word spans."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from echoforge.backends.tts import VoiceRequest
+from echoforge.backends.tts.base import sentence_words
+from echoforge.backends.tts.coqui import CoquiBackend
+from echoforge.errors import ConfigError
+
+from tiny_coqui import SPEAKERS, make_tiny_vits
+
+SENTENCES = ("Hello there, old friend.", "It's a fine day for a walk.")
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    return make_tiny_vits(tmp_path_factory.mktemp("coqui") / "tiny-vits")
+
+
+@pytest.fixture(scope="module")
+def backend(model_dir):
+    b = CoquiBackend([f"{model_dir}#bo", f"{model_dir}#1", f"{model_dir}#ada", f"{model_dir}"])
+    b.setup()
+    return b
+
+
+def _say(backend, voice, seed=7, rate=1.0, sentences=SENTENCES):
+    return backend.synthesize(VoiceRequest(sentences, voice, rate, seed))
+
+
+def test_same_seed_same_samples_other_seed_other_samples(backend, model_dir):
+    a, b = _say(backend, f"{model_dir}#bo"), _say(backend, f"{model_dir}#bo")
+    assert np.array_equal(a.audio, b.audio) and len(a.audio) > 0
+    c = _say(backend, f"{model_dir}#bo", seed=8)
+    assert not (len(c.audio) == len(a.audio) and np.array_equal(a.audio, c.audio))
+
+
+def test_fresh_process_gives_the_same_samples(backend, model_dir):
+    code = ("import sys; from echoforge.backends.tts.coqui import CoquiBackend; "
+            "from echoforge.backends.tts import VoiceRequest; "
+            f"b = CoquiBackend([{str(model_dir) + '#cy'!r}]); b.setup(); "
+            f"a = b.synthesize(VoiceRequest(('Good morning.',), {str(model_dir) + '#cy'!r}, 1.05, 3)).audio; "
+            "sys.stdout.write(a.tobytes().hex())")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    here = CoquiBackend([f"{model_dir}#cy"])
+    here.setup()
+    assert bytes.fromhex(out) == here.synthesize(VoiceRequest(("Good morning.",), f"{model_dir}#cy", 1.05, 3)).audio.tobytes()
+
+
+def test_speaker_by_name_or_index(backend, model_dir):
+    by_name, by_index = _say(backend, f"{model_dir}#bo"), _say(backend, f"{model_dir}#1")
+    assert np.array_equal(by_name.audio, by_index.audio)
+    assert by_name.speaker == by_index.speaker == "tiny-vits#bo"
+    other = _say(backend, f"{model_dir}#ada")
+    assert other.speaker == "tiny-vits#ada"
+    n = min(len(other.audio), len(by_name.audio))
+    assert not np.allclose(other.audio[:n], by_name.audio[:n], atol=1e-3)
+    assert backend.speaker_of(str(model_dir)) == "tiny-vits#ada"  # no speaker named: the first
+    assert backend.speakers(f"{model_dir}#bo") == SPEAKERS
+    assert backend.sample_rate(f"{model_dir}#bo") == 16_000
+
+
+def test_unknown_speakers_are_config_errors(model_dir):
+    with pytest.raises(ConfigError, match="no speaker 'zed'"):
+        CoquiBackend([f"{model_dir}#zed"]).setup()
+    with pytest.raises(ConfigError, match="speaker index 7 of 3"):
+        CoquiBackend([f"{model_dir}#7"]).setup()
+    with pytest.raises(ConfigError, match="no model directory"):
+        CoquiBackend([f"{model_dir}-missing"]).setup()
+
+
+def test_durations_cover_the_audio(backend, model_dir):
+    speech = _say(backend, f"{model_dir}#bo", sentences=(SENTENCES[0],))
+    symbols = [p for p, _, _ in speech.phonemes]
+    assert "".join(symbols) == SENTENCES[0].lower()  # every character of the cleaned text, in order
+    hop = 64 / 16_000
+    spans = [(a, b) for _, a, b in speech.phonemes]
+    assert all(b > a for a, b in spans)  # every symbol lasts at least a frame
+    assert all(b1 <= a2 + 1e-9 for (_, b1), (a2, _) in zip(spans, spans[1:]))
+    # Symbols and the blanks between them add up to the audio: frames of hop_length samples.
+    assert len(speech.audio) % 64 == 0
+    assert 0 <= spans[0][0] and spans[-1][1] <= speech.duration_s
+    blanks = [a2 - b1 for (_, b1), (a2, _) in zip(spans, spans[1:])]
+    covered = sum(b - a for a, b in spans) + sum(blanks) + spans[0][0] + (speech.duration_s - spans[-1][1])
+    assert covered == pytest.approx(speech.duration_s, abs=1e-6)
+    assert all(round(g / hop, 6).is_integer() for g in blanks)
+
+
+def test_word_and_sentence_spans(backend, model_dir):
+    speech = _say(backend, f"{model_dir}#bo")
+    expected = [w for s in SENTENCES for w in sentence_words(s)]
+    assert [w.word for w in speech.words] == expected
+    prev = 0.0
+    for w in speech.words:
+        assert prev <= w.start_s < w.end_s <= speech.duration_s
+        prev = w.end_s
+    first, second = speech.sentences
+    assert second.start_s - first.end_s == pytest.approx(0.25, abs=1e-3)
+    assert first.start_s <= speech.words[0].start_s and speech.words[-1].end_s <= second.end_s
+    assert max(abs(speech.audio)) == pytest.approx(0.9, abs=1e-3)
+
+
+def test_slower_rate_gives_longer_audio(backend, model_dir):
+    fast = _say(backend, f"{model_dir}#bo", rate=0.8).duration_s
+    slow = _say(backend, f"{model_dir}#bo", rate=1.25).duration_s
+    assert slow > fast * 1.2
+
+
+def test_a_moved_model_directory_loads(model_dir, tmp_path):
+    """coqui writes the absolute path of the speakers file; a moved directory still finds its own."""
+    built = make_tiny_vits(tmp_path / "built-here")  # same seed: the same weights as model_dir
+    moved = tmp_path / "moved-vits"
+    shutil.move(built, moved)
+    assert not built.exists()
+    copy = CoquiBackend([f"{moved}#cy"])
+    copy.setup()
+    assert copy.speaker_of(f"{moved}#cy") == "moved-vits#cy" and copy.speakers(f"{moved}#cy") == SPEAKERS
+    original = CoquiBackend([f"{model_dir}#cy"])
+    original.setup()
+    said = copy.synthesize(VoiceRequest(("Same weights.",), f"{moved}#cy", 1.0, 1)).audio
+    assert np.array_equal(said, original.synthesize(VoiceRequest(("Same weights.",), f"{model_dir}#cy", 1.0, 1)).audio)
+
+
+def test_xtts_voice_loads_from_a_model_directory_with_reference_clips(tmp_path):
+    import soundfile as sf
+
+    from tiny_coqui import make_tiny_xtts
+
+    model = make_tiny_xtts(tmp_path / "tiny-xtts")
+    clip = tmp_path / "maria.wav"
+    sf.write(clip, (np.random.default_rng(0).standard_normal(22050) * 0.1).astype(np.float32), 22050)
+    voice = f"{model}#{clip}"
+    backend = CoquiBackend([voice])
+    backend.setup()
+    assert backend.speaker_of(voice) == "tiny-xtts#maria"
+    assert backend.sample_rate(voice) == 24_000 and backend.speakers(voice) == []
+    latents = backend._voices[voice].model.get_conditioning_latents(audio_path=[str(clip)])
+    gpt_prompt, speaker_embedding = latents  # the clip, as the GPT's prompt and as a speaker embedding
+    assert gpt_prompt.shape[0] == 1 and gpt_prompt.shape[2] == 32 and tuple(speaker_embedding.shape) == (1, 512, 1)
+    with pytest.raises(ConfigError, match="needs reference clips"):
+        CoquiBackend([str(model)]).setup()
+    with pytest.raises(ConfigError, match="reference clip not found"):
+        CoquiBackend([f"{model}#{tmp_path / 'nobody.wav'}"]).setup()
