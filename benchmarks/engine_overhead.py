@@ -2,10 +2,12 @@
 
     python benchmarks/engine_overhead.py --rows 12
 
-Each engine builds in a fresh `echoforge build` process (the default config, one local
-worker, a local Ray instance, Beam's in-process direct runner), so each wall time includes
-starting the engine and loading models. The table gives each engine's wall time, its ratio
-to the local engine's, and whether its rows equal the local build's. This machine may be
+Each engine builds in a fresh process (the default config, one local worker, a local Ray
+instance, Beam's in-process direct runner), so each wall time includes starting the engine
+and loading models. The table gives each engine's wall time, its ratio to the local
+engine's, whether its rows equal the local build's, the bytes of commit entries the driver
+received from the engine against the bytes of data the workers wrote, and the driver
+process's peak memory. This machine may be
 shared and noisy: compare ratios, and rerun before trusting a small difference.
 """
 
@@ -25,14 +27,28 @@ import pyarrow.parquet as pq
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def build(engine: str, inp: str, rows: int, unit_rows: int, out: Path) -> float:
+DRIVER = """
+import json, pickle, resource, sys
+from echoforge.config import load_config
+from echoforge.pipeline.build import build
+received = [0]
+def progress(entry, done, total):
+    if entry is not None:
+        received[0] += len(pickle.dumps(entry))
+config, inp, out, rows, engine = sys.argv[1:]
+build([inp], out, load_config(config), limit=int(rows), engine=engine, on_progress=progress)
+print(json.dumps({"received": received[0], "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+"""
+
+
+def build(engine: str, inp: str, rows: int, unit_rows: int, out: Path) -> tuple[float, dict]:
+    """Wall seconds of a build in a fresh process, and what its driver received and held."""
     config = out.parent / "config.yaml"
     config.write_text(f"run: {{work_unit_rows: {unit_rows}, workers: 1}}\n")
-    cmd = [sys.executable, "-m", "echoforge", "build", inp, "-o", str(out), "--config", str(config),
-           "--limit", str(rows), "--engine", engine]
+    cmd = [sys.executable, "-c", DRIVER, str(config), inp, str(out), str(rows), engine]
     t0 = time.perf_counter()
-    subprocess.run(cmd, check=True, capture_output=True, cwd=ROOT)
-    return time.perf_counter() - t0
+    proc = subprocess.run(cmd, check=True, capture_output=True, text=True, cwd=ROOT)
+    return time.perf_counter() - t0, json.loads(proc.stdout.strip().splitlines()[-1])
 
 
 def rows_of(out: Path) -> dict[str, list[dict]]:
@@ -54,22 +70,26 @@ def main() -> None:
         for engine in engines:
             out = Path(tmp) / engine / "out"
             out.parent.mkdir(parents=True)
-            wall = build(engine, args.input, args.rows, args.work_unit_rows, out)
+            wall, driver = build(engine, args.input, args.rows, args.work_unit_rows, out)
             manifest = json.loads((out / "manifest.json").read_text())
             shards[engine] = rows_of(out)
             results[engine] = {"wall_s": wall, "ratio_to_local": wall / results["local"]["wall_s"] if results else 1.0,
                                "rows": manifest["rows"], "rejected": manifest["rejected"],
                                "stage_s": sum(manifest["stage_seconds"].values()),
-                               "same_rows_as_local": shards[engine] == shards["local"]}
+                               "same_rows_as_local": shards[engine] == shards["local"],
+                               "driver_received_kb": driver["received"] / 1024,
+                               "data_written_kb": manifest["bytes"] / 1024, "driver_peak_mb": driver["peak_mb"]}
     if args.json:
         print(json.dumps(results, indent=2))
         return
     print(f"{args.rows} input rows, work units of {args.work_unit_rows}, {os.cpu_count()} CPUs\n")
-    print("| engine | wall s | wall / local | stage s | rows | rejected | same rows as local |")
-    print("| --- | --- | --- | --- | --- | --- | --- |")
+    print("| engine | wall s | wall / local | stage s | rows | rejected | same rows as local "
+          "| driver received KB | data written KB | driver peak MB |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for engine, r in results.items():
         print(f"| {engine} | {r['wall_s']:.1f} | {r['ratio_to_local']:.2f} | {r['stage_s']:.1f} | {r['rows']} "
-              f"| {r['rejected']} | {'yes' if r['same_rows_as_local'] else 'NO'} |")
+              f"| {r['rejected']} | {'yes' if r['same_rows_as_local'] else 'NO'} | {r['driver_received_kb']:.1f} "
+              f"| {r['data_written_kb']:.0f} | {r['driver_peak_mb']:.0f} |")
 
 
 if __name__ == "__main__":

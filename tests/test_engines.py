@@ -174,6 +174,9 @@ def test_engine_writes_the_same_rows_to_s3_as_local_to_disk(engine, engine_build
     assert manifest["complete"] and manifest["committed_units"] == NUM_UNITS
     check = subprocess.run([sys.executable, "-m", "echoforge", "validate", out], capture_output=True, text=True)
     assert check.returncode == 0, check.stdout[-2000:]
+    report = subprocess.run([sys.executable, "-m", "echoforge", "inspect", out, "--json"], capture_output=True,
+                            text=True)
+    assert json.loads(report.stdout)["rows"] == manifest["rows"] > 0
 
 
 def test_datasets_loads_a_build_from_s3(engine_build, local_build, s3_server):

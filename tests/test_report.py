@@ -128,8 +128,8 @@ def test_partial_build_is_reported_as_such(builds, tmp_path):
     partial = tmp_path / "partial"
     shutil.copytree(sample, partial)
     manifest = json.loads((partial / "manifest.json").read_text())
-    last = max(s["unit"] for s in manifest["shards"])
-    kept = [s for s in manifest["shards"] if s["unit"] != last]
+    last = max(s["shard"] for s in manifest["shards"])
+    kept = [s for s in manifest["shards"] if s["shard"] != last]
     manifest.update(shards=kept, complete=False, committed_units=manifest["num_units"] - 1,
                     rows=sum(s["rows"] for s in kept))
     (partial / "manifest.json").write_text(json.dumps(manifest))
