@@ -150,9 +150,6 @@ class DataFolder:
         """Full location (path or URL) of ``rel``."""
         return join(self.url, rel) if rel else self.url
 
-    def sub(self, rel: str) -> DataFolder:
-        return DataFolder(self.url_of(rel), self.options)
-
     def check_writable(self) -> None:
         if self.protocol in READ_ONLY:
             raise StorageError(f"{self.url}: {self.protocol}:// is read-only here; build locally or to s3://, "
@@ -162,12 +159,6 @@ class DataFolder:
 
     def exists(self, rel: str = "") -> bool:
         return self.fs.exists(self.path(rel))
-
-    def isdir(self, rel: str = "") -> bool:
-        return self.fs.isdir(self.path(rel))
-
-    def size(self, rel: str) -> int:
-        return int(self.fs.size(self.path(rel)))
 
     def read_bytes(self, rel: str) -> bytes:
         return self.fs.cat_file(self.path(rel))

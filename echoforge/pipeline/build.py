@@ -3,7 +3,6 @@ run the pending units on an engine, seal what is left and finalise the output.""
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any, Callable
@@ -172,10 +171,3 @@ def build(
         if totals["units"] == len(plan.units):  # all sealed: what is left are parts of lost attempts
             folder.delete(f"{INTERNAL}/parts", recursive=True)
         return finalize(layout, totals, build_info=identity, config=config.saved())
-
-
-def load_build_identity(folder: DataFolder) -> dict[str, Any] | None:
-    try:
-        return json.loads(folder.read_bytes(BUILD))
-    except FileNotFoundError:
-        return None

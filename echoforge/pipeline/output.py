@@ -42,15 +42,6 @@ def load_manifest(root: str | Path | DataFolder, options: Mapping[str, Any] | No
             from None
 
 
-def read_shard(path: str | Path, fmt: str, columns: list[str] | None = None,
-               options: Mapping[str, Any] | None = None) -> pa.Table:
-    """A data shard (path or URL) as an Arrow table (Parquet, or the `datasets` Arrow stream layout)."""
-    location = str(path)
-    parent, _, name = location.rpartition("/")
-    folder = open_folder(parent or ".", options)
-    return read_table(folder, name, fmt, columns)
-
-
 def read_table(folder: DataFolder, rel: str, fmt: str, columns: list[str] | None = None) -> pa.Table:
     if fmt == "arrow":
         table = pa.ipc.open_stream(io.BytesIO(folder.read_bytes(rel))).read_all()
