@@ -135,3 +135,58 @@ def test_broken_json_file_is_one_reject(tmp_path):
     path.write_text('[{"question": "a", "answer": "b"}, {')
     turns, (reject,) = ingest(path)
     assert not turns and "invalid JSON" in reject.detail
+
+
+def _ingest_records(tmp_path, records, config: BuildConfig | None = None):
+    path = tmp_path / "rows.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    return ingest(path, config)
+
+
+def test_openai_content_part_with_a_number_is_read_as_text(tmp_path):
+    record = {"messages": [{"role": "user", "content": [{"type": "text", "text": 5}]},
+                           {"role": "assistant", "content": [{"type": "text", "text": "Five."}]}]}
+    (turn,), rejects = _ingest_records(tmp_path, [record])
+    assert (turn.question_text, turn.answer_text) == ("5", "Five.") and not rejects
+
+
+@pytest.mark.parametrize("value, answer", [
+    ({"nested": {"deep": [1, 2]}}, "bad_field"),
+    ([{"type": "text", "text": {"a": 1}}], "bad_field"),
+    ([[["deep"]]], "bad_field"),
+    ([{"type": "image_url", "image_url": {"url": "x"}}], ""),
+    (True, "true"),
+    (1e308, "1e+308"),
+    ([{"type": "text", "text": None}, "tail", {"text": 7}], "tail\n7"),
+])
+def test_any_json_value_as_content_is_text_or_a_reject(tmp_path, value, answer):
+    records = [{"messages": [{"role": "user", "content": "Q?"}, {"role": "assistant", "content": value}]},
+               {"conversations": [{"from": value, "value": "Q?"}, {"from": "gpt", "value": value}]},
+               {"instruction": value, "input": value, "output": value},
+               {"question": value, "answer": value}]
+    turns, rejects = _ingest_records(tmp_path, records)
+    assert sorted([t.input_row for t in turns] + [r.input_row for r in rejects]) == [0, 1, 2, 3]
+    assert all(r.stage == "ingest" and r.reason in ("bad_field", "no_turns") for r in rejects)
+    by_row = {t.input_row: t.answer_text for t in turns} | {r.input_row: r.reason for r in rejects}
+    assert by_row[0] == by_row[2] == by_row[3] == answer
+
+
+def test_lone_surrogates_are_replaced_so_the_row_can_be_written(tmp_path):
+    path = tmp_path / "rows.jsonl"
+    path.write_text('{"id": "a\\udc80", "question": "Why\\ud800?", "answer": "Because."}\n')
+    (turn,), _ = ingest(path)
+    assert turn.question_text == "Why\ufffd?" and turn.conversation_id == "a\ufffd"
+    pa.array([turn.question_text, turn.conversation_id])  # encodes as UTF-8
+
+
+def test_a_row_with_huge_numbers_and_keys_of_any_type_is_not_fatal():
+    from echoforge.io.readers import RawRow
+
+    rows = [RawRow("mem", 0, {"id": 10 ** 5000, "question": 10 ** 5000, "answer": "ok"}),
+            RawRow("mem", 1, {"question": "q", "answer": "a", 3: "x"}),
+            RawRow("mem", 2, {1: "x", None: "y"})]
+    turns, rejects = Ingest(BuildConfig()).process(rows)
+    assert [r.input_row for r in rejects] == [0, 2]
+    assert rejects[0].reason == "bad_field" and "question" in rejects[0].detail
+    assert rejects[1].reason == "unknown_format"
+    assert [t.input_row for t in turns] == [1]
