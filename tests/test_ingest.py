@@ -18,8 +18,9 @@ from conftest import SHAREGPT
 
 
 def ingest(path, config: BuildConfig | None = None, rows_per_unit: int = 4):
-    plan = plan_work_units([str(path)], rows_per_unit)
-    stage = Ingest(config or BuildConfig())
+    config = config or BuildConfig()
+    plan = plan_work_units([str(path)], rows_per_unit, split=config.ingest.split)
+    stage = Ingest(config)
     kept, rejected = [], []
     for unit in plan.units:
         k, r = stage.process(list(plan.read(unit)))
@@ -190,3 +191,42 @@ def test_a_row_with_huge_numbers_and_keys_of_any_type_is_not_fatal():
     assert rejects[0].reason == "bad_field" and "question" in rejects[0].detail
     assert rejects[1].reason == "unknown_format"
     assert [t.input_row for t in turns] == [1]
+
+
+@pytest.fixture(scope="module")
+def dataset_dict(tmp_path_factory):
+    import datasets
+
+    path = tmp_path_factory.mktemp("dsdict") / "dd"
+    datasets.DatasetDict({
+        "train": datasets.Dataset.from_list([{"question": "Train?", "answer": "Yes."}]),
+        "test": datasets.Dataset.from_list([{"question": f"Test {i}?", "answer": "Yes."} for i in range(2)]),
+    }).save_to_disk(path)
+    return path
+
+
+def test_saved_dataset_dict_reads_the_configured_split(dataset_dict):
+    turns, _ = ingest(dataset_dict, parse_config({"ingest": {"split": "test"}}))
+    assert [t.question_text for t in turns] == ["Test 0?", "Test 1?"] and turns[0].source == "dd:test"
+    (turn,), _ = ingest(dataset_dict)
+    assert turn.question_text == "Train?" and turn.source == "dd:train"
+
+
+def test_unknown_split_is_one_line_naming_the_splits(dataset_dict):
+    with pytest.raises(InputError) as err:
+        ingest(dataset_dict, parse_config({"ingest": {"split": "validation"}}))
+    assert "no split 'validation'" in str(err.value) and "train, test" in str(err.value)
+    assert "\n" not in str(err.value)
+
+
+def test_hub_style_dataset_split_is_honoured(tmp_path):
+    from echoforge.io.readers import InputSpec
+
+    repo = tmp_path / "repo"  # a dataset repository laid out like one on the Hub: a file per split
+    repo.mkdir()
+    for split, n in (("train", 1), ("test", 3)):
+        (repo / f"{split}.jsonl").write_text("".join(json.dumps({"question": f"{split} {i}?", "answer": "a"}) + "\n"
+                                                     for i in range(n)))
+    assert scan_input(InputSpec(str(repo), "datasets-hub", f"{repo}:test"), 4).rows == 3
+    with pytest.raises(InputError, match="no split 'dev'; set ingest.split to one of: train, test"):
+        scan_input(InputSpec(str(repo), "datasets-hub", f"{repo}:dev"), 4)

@@ -58,7 +58,9 @@ def resolve_input(uri: str, split: str = "train") -> InputSpec:
     """
     p = Path(uri).absolute()
     if p.is_dir():
-        if (p / "dataset_info.json").exists() or (p / "dataset_dict.json").exists() or (p / "state.json").exists():
+        if (p / "dataset_dict.json").exists():  # a saved DatasetDict: the split is part of the name
+            return InputSpec(str(p), "datasets-disk", f"{p.name}:{split}")
+        if (p / "dataset_info.json").exists() or (p / "state.json").exists():
             return InputSpec(str(p), "datasets-disk", p.name)
         raise InputError(f"{uri} is a directory but not a saved `datasets` dataset")
     if p.exists():
@@ -273,16 +275,32 @@ def _load_json(path: str) -> list[Any]:
 
 @functools.lru_cache(maxsize=4)
 def _load_dataset(kind: str, uri: str, name: str):
+    """The dataset of an input; the split is the part of ``name`` after its last ':'."""
     import datasets
 
+    repo, _, split = name.rpartition(":")
     try:
         if kind == "datasets-disk":
             ds = datasets.load_from_disk(uri)
             if isinstance(ds, datasets.DatasetDict):
-                split = name.split(":")[-1] if ":" in name else "train"
-                ds = ds[split] if split in ds else ds[next(iter(ds))]
+                _check_split(uri, split, list(ds))
+                ds = ds[split]
             return ds
-        repo, _, split = name.rpartition(":")
-        return datasets.load_dataset(repo, split=split)
+        try:
+            return datasets.load_dataset(repo, split=split)
+        except Exception as load_error:
+            try:
+                available = datasets.get_dataset_split_names(repo)
+            except Exception:  # noqa: BLE001 - the load error says more
+                raise load_error from None
+            _check_split(uri, split, available)
+            raise
+    except InputError:
+        raise
     except Exception as exc:  # noqa: BLE001 - report any loading failure as one line
         raise InputError(f"cannot load dataset {uri}: {type(exc).__name__}: {str(exc)[:200]}") from None
+
+
+def _check_split(uri: str, split: str, available: list[str]) -> None:
+    if split not in available:
+        raise InputError(f"{uri} has no split '{split}'; set ingest.split to one of: {', '.join(available)}")
