@@ -33,7 +33,8 @@ def test_markdown_numbers_money_dates_units(stage):
                   "forty five percent"):
         assert words in t.answer_spoken.lower()
     assert not any(ch.isdigit() or ch in "$%*#" for ch in t.answer_spoken)
-    assert t.answer_sentences == ["Plan.", t.answer_sentences[1], t.answer_sentences[2]]
+    assert len(t.answer_sentences) == 3 and t.answer_sentences[0] == "Plan."
+    assert t.answer_sentences[1].startswith("Pay three dollars") and t.answer_sentences[2].startswith("Walk five")
 
 
 def test_code_table_url_dropped_with_notes(stage):
