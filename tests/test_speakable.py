@@ -89,3 +89,14 @@ def test_huge_numbers_emoji_and_scripts(stage):
     assert r.reason == "nothing_speakable" and "non-Latin" in r.detail
     t, _ = run(stage, "In Hebrew it is שלום, pronounced shalom.")
     assert "shalom" in t.answer_spoken and "ש" not in t.answer_spoken
+
+
+def test_a_huge_answer_costs_no_more_than_the_part_that_can_be_kept(stage, monkeypatch):
+    normalize, calls = stage.normalizer.normalize, []
+    monkeypatch.setattr(stage.normalizer, "normalize", lambda text: calls.append(text) or normalize(text))
+    sentence = "The river runs for 12 km past the old mill, then it turns west."
+    huge, _ = run(stage, " ".join([sentence] * 2000))  # 130,000 characters
+    assert len(calls) < 20
+    short, _ = run(stage, " ".join([sentence] * 40))
+    assert huge.answer_sentences == short.answer_sentences and len(huge.answer_sentences) == 12
+    assert "answer: truncated to 12 of " in " ".join(huge.speakable_notes)

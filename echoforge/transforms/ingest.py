@@ -245,7 +245,7 @@ class Ingest(Stage[RawRow]):
 
     def _turns(self, row: RawRow) -> list[Turn]:
         if row.error is not None:
-            raise BadRow("unreadable_row", row.error)
+            raise BadRow("unreadable_row", row.error or "the reader gave no reason")
         record = row.data or {}
         parser = self._parser
         if parser is None:
