@@ -100,3 +100,8 @@ def test_a_huge_answer_costs_no_more_than_the_part_that_can_be_kept(stage, monke
     short, _ = run(stage, " ".join([sentence] * 40))
     assert huge.answer_sentences == short.answer_sentences and len(huge.answer_sentences) == 12
     assert "answer: truncated to 12 of " in " ".join(huge.speakable_notes)
+
+
+def test_what_is_kept_after_the_cap_must_still_be_speakable(stage):
+    _, r = run(stage, "Fine.", question="A.\n\n" + "word " * 200)  # the long paragraph does not fit the cap
+    assert r.reason == "nothing_speakable" and "truncated to 1 of 2 sentences" in r.detail

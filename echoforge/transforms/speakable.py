@@ -217,12 +217,13 @@ class Speakable(Stage[Turn]):
         for side, refused in (("question", q_refused), ("answer", a_refused)):
             if refused:
                 raise StageReject(f"unspeakable_{refused.split(':')[0]}", f"{side} has a {refused.split(': ', 1)[1]} (policy: reject)")
-        if sum(map(_letters, q_sents)) < c.min_letters:
-            raise StageReject("nothing_speakable", "question has nothing speakable" + _why(q_notes))
-        if sum(map(_letters, a_sents)) < c.min_letters:
-            raise StageReject("nothing_speakable", "answer has nothing speakable" + _why(a_notes))
         q_sents, q_cut = self._cap(q_sents, c.max_question_chars, None, "question", q_more)
         a_sents, a_cut = self._cap(a_sents, c.max_answer_chars, c.max_answer_sentences, "answer", a_more)
+        # Checked on what is kept: a cap can leave too little to say.
+        if sum(map(_letters, q_sents)) < c.min_letters:
+            raise StageReject("nothing_speakable", "question has nothing speakable" + _why(q_notes + q_cut))
+        if sum(map(_letters, a_sents)) < c.min_letters:
+            raise StageReject("nothing_speakable", "answer has nothing speakable" + _why(a_notes + a_cut))
         notes = [f"question: {n}" for n in q_notes + q_cut] + [f"answer: {n}" for n in a_notes + a_cut]
         return turn.replace(
             question_spoken=" ".join(q_sents),
