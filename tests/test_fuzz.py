@@ -242,7 +242,7 @@ ROWS_PER_EXAMPLE = 32
 
 
 @pytest.mark.parametrize("layout", LAYOUTS)
-@fuzz_settings(40)
+@fuzz_settings(30)
 @given(rows=pools)
 def test_ingest_and_speakable_account_for_every_row(layout, rows):
     ingest, speakable = stages(layout)
@@ -250,14 +250,11 @@ def test_ingest_and_speakable_account_for_every_row(layout, rows):
     check_speakable(turns, speakable)
 
 
-short_prose = st.lists(st.one_of(st.sampled_from(WORDS), st.sampled_from(SPECIAL)), min_size=1, max_size=12).map(" ".join)
-
-
-@fuzz_settings(25)
-@given(rows=st.lists(st.fixed_dictionaries({"question": short_prose, "answer": short_prose}), min_size=1, max_size=4))
+@fuzz_settings(10)
+@given(rows=pools)
 def test_speakable_with_the_nemo_normaliser(rows, cache_env):
     ingest, speakable = stages("qa", "nemo")
-    turns, _ = check_ingest(rows_of(rows), ingest)
+    turns, _ = check_ingest(rows.batch("qa", 6), ingest)
     check_speakable(turns, speakable)
 
 
@@ -349,3 +346,34 @@ def test_any_csv_bytes_become_rows_or_rejects(tmp_path_factory, lines):
     path = tmp_path_factory.mktemp("csv") / "fuzz.csv"
     path.write_bytes(b"question,answer\n" + b"\n".join(lines))
     check_reader(path)
+
+
+# Inputs that the readers do not yet turn into rejects (echoforge/io/readers.py): each test
+# fails loudly (XPASS strict) once the reader is fixed, so the mark must then go.
+
+@pytest.mark.xfail(strict=True, raises=ValueError, reason="_parse_json_line catches JSONDecodeError only")
+def test_jsonl_integer_longer_than_python_reads_is_a_reject(tmp_path):
+    path = tmp_path / "long-int.jsonl"
+    path.write_bytes(b'{"question": "q", "answer": ' + b"7" * 5000 + b"}\n")
+    check_reader(path, 1)
+
+
+@pytest.mark.xfail(strict=True, raises=RecursionError, reason="_parse_json_line catches JSONDecodeError only")
+def test_jsonl_line_nested_deeper_than_the_recursion_limit_is_a_reject(tmp_path):
+    path = tmp_path / "deep.jsonl"
+    path.write_bytes(b'{"question": "q", "answer": ' + b"[" * 100_000 + b"}\n")
+    check_reader(path, 1)
+
+
+@pytest.mark.xfail(strict=True, raises=ValueError, reason="_load_json_cached catches JSONDecodeError only")
+def test_json_file_with_an_integer_longer_than_python_reads_is_a_reject(tmp_path):
+    path = tmp_path / "long-int.json"
+    path.write_bytes(b'[{"question": "q", "answer": ' + b"7" * 5000 + b"}]")
+    check_reader(path, 1)
+
+
+@pytest.mark.xfail(strict=True, raises=csv.Error, reason="csv's field size limit (131,072) is not handled")
+def test_csv_field_longer_than_the_csv_limit_is_a_reject(tmp_path):
+    path = tmp_path / "long-field.csv"
+    path.write_text("question,answer\nq," + "a" * 200_000 + "\nq,short\n")
+    check_reader(path, 2)
