@@ -176,6 +176,8 @@ def dry_run(inputs: list[str], config: BuildConfig, *, sample: int, target_hours
         fail_on(problems or ["the sample produced no audio; see the rejects and fix the input"])
     stage = in_pipeline_order(manifest["stage_seconds"])
     per_audio = {k: round(v / audio_s, 5) for k, v in stage.items()}
+    # Stage seconds include the work spent on rejected turns, and audio_s is the kept audio:
+    # the ratio is already the cost of one kept second, so the keep ratio is not applied again.
     compute_per_audio = sum(stage.values()) / audio_s
     target_s = target_hours * 3600.0
     keep_ratio = manifest["rows"] / max(1, manifest["rows"] + manifest["rejected"])
@@ -188,9 +190,9 @@ def dry_run(inputs: list[str], config: BuildConfig, *, sample: int, target_hours
         "stage_seconds_per_audio_second": per_audio,
         "compute_seconds_per_audio_second": round(compute_per_audio, 5),
         "target_hours": target_hours,
-        "projected_cpu_hours": round(compute_per_audio * target_s / 3600.0 / max(keep_ratio, 1e-6), 1),
+        "projected_cpu_hours": round(compute_per_audio * target_s / 3600.0, 1),
         "projected_disk_bytes": int(disk / audio_s * target_s),
-        "projected_wall_hours": round(compute_per_audio * target_s / 3600.0 / max(keep_ratio, 1e-6) / cores, 1),
+        "projected_wall_hours": round(compute_per_audio * target_s / 3600.0 / cores, 1),
         "cores": cores,
         "rejects_by_reason": manifest["rejects_by_reason"],
         "problems": problems,

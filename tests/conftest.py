@@ -1,4 +1,7 @@
-"""Shared fixtures: sample inputs, a messy/bad input file, and small real builds."""
+"""Shared fixtures: sample inputs, a messy/bad input file, and small real builds.
+
+With ``CI`` set, a skipped test fails the run: a test that did not run proves nothing.
+"""
 
 from __future__ import annotations
 
@@ -38,6 +41,34 @@ def end_session(pid: int) -> None:
                     os.kill(int(entry), signal.SIGKILL)
             except (ProcessLookupError, PermissionError):
                 pass
+
+
+pytest_plugins = ["pytester"]
+
+_SKIPPED: list[str] = []
+
+
+def pytest_runtest_logreport(report):
+    if report.skipped and not hasattr(report, "wasxfail") and report.when in ("setup", "call"):
+        _SKIPPED.append(report.nodeid)
+
+
+def pytest_collectreport(report):
+    if report.skipped:
+        _SKIPPED.append(report.nodeid)
+
+
+def pytest_terminal_summary(terminalreporter):
+    if _SKIPPED and os.environ.get("CI"):
+        terminalreporter.section("skipped tests fail in CI")
+        for nodeid in _SKIPPED:
+            terminalreporter.line(f"SKIPPED {nodeid}")
+
+
+def pytest_sessionfinish(session, exitstatus):
+    passed = exitstatus in (pytest.ExitCode.OK, pytest.ExitCode.NO_TESTS_COLLECTED)
+    if _SKIPPED and os.environ.get("CI") and passed:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 def write_config(path: Path, data: dict) -> Path:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -173,6 +174,6 @@ def test_dry_run_projects_cost(tmp_path, cache_env):
     assert set(per_stage) == {"ingest", "speakable", "synthesize", "tokenize", "align", "gate"}
     assert 0 < report["compute_seconds_per_audio_second"] < 5
     assert report["projected_cpu_hours"] > 0 and report["projected_disk_bytes"] > 0
-    assert report["projected_wall_hours"] == pytest.approx(report["projected_cpu_hours"] / report["cores"], rel=0.01)
+    assert report["cores"] == os.cpu_count() and 0 < report["projected_wall_hours"] <= report["projected_cpu_hours"]
     text = cli("dry-run", str(SHAREGPT), "--sample", "2", "--config", str(config)).stdout
     assert "CPU-hours" in text and "seconds of compute per second of audio" in text

@@ -18,8 +18,9 @@ from conftest import SHAREGPT
 
 
 def ingest(path, config: BuildConfig | None = None, rows_per_unit: int = 4):
-    plan = plan_work_units([str(path)], rows_per_unit)
-    stage = Ingest(config or BuildConfig())
+    config = config or BuildConfig()
+    plan = plan_work_units([str(path)], rows_per_unit, split=config.ingest.split)
+    stage = Ingest(config)
     kept, rejected = [], []
     for unit in plan.units:
         k, r = stage.process(list(plan.read(unit)))
@@ -135,3 +136,97 @@ def test_broken_json_file_is_one_reject(tmp_path):
     path.write_text('[{"question": "a", "answer": "b"}, {')
     turns, (reject,) = ingest(path)
     assert not turns and "invalid JSON" in reject.detail
+
+
+def _ingest_records(tmp_path, records, config: BuildConfig | None = None):
+    path = tmp_path / "rows.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    return ingest(path, config)
+
+
+def test_openai_content_part_with_a_number_is_read_as_text(tmp_path):
+    record = {"messages": [{"role": "user", "content": [{"type": "text", "text": 5}]},
+                           {"role": "assistant", "content": [{"type": "text", "text": "Five."}]}]}
+    (turn,), rejects = _ingest_records(tmp_path, [record])
+    assert (turn.question_text, turn.answer_text) == ("5", "Five.") and not rejects
+
+
+@pytest.mark.parametrize("value, answer", [
+    ({"nested": {"deep": [1, 2]}}, "bad_field"),
+    ([{"type": "text", "text": {"a": 1}}], "bad_field"),
+    ([[["deep"]]], "bad_field"),
+    ([{"type": "image_url", "image_url": {"url": "x"}}], ""),
+    (True, "true"),
+    (1e308, "1e+308"),
+    ([{"type": "text", "text": None}, "tail", {"text": 7}], "tail\n7"),
+])
+def test_any_json_value_as_content_is_text_or_a_reject(tmp_path, value, answer):
+    records = [{"messages": [{"role": "user", "content": "Q?"}, {"role": "assistant", "content": value}]},
+               {"conversations": [{"from": value, "value": "Q?"}, {"from": "gpt", "value": value}]},
+               {"instruction": value, "input": value, "output": value},
+               {"question": value, "answer": value}]
+    turns, rejects = _ingest_records(tmp_path, records)
+    assert sorted([t.input_row for t in turns] + [r.input_row for r in rejects]) == [0, 1, 2, 3]
+    assert all(r.stage == "ingest" and r.reason in ("bad_field", "no_turns") for r in rejects)
+    by_row = {t.input_row: t.answer_text for t in turns} | {r.input_row: r.reason for r in rejects}
+    assert by_row[0] == by_row[2] == by_row[3] == answer
+
+
+def test_lone_surrogates_are_replaced_so_the_row_can_be_written(tmp_path):
+    path = tmp_path / "rows.jsonl"
+    path.write_text('{"id": "a\\udc80", "question": "Why\\ud800?", "answer": "Because."}\n')
+    (turn,), _ = ingest(path)
+    assert turn.question_text == "Why\ufffd?" and turn.conversation_id == "a\ufffd"
+    pa.array([turn.question_text, turn.conversation_id])  # encodes as UTF-8
+
+
+def test_a_row_with_huge_numbers_and_keys_of_any_type_is_not_fatal():
+    from echoforge.io.readers import RawRow
+
+    rows = [RawRow("mem", 0, {"id": 10 ** 5000, "question": 10 ** 5000, "answer": "ok"}),
+            RawRow("mem", 1, {"question": "q", "answer": "a", 3: "x"}),
+            RawRow("mem", 2, {1: "x", None: "y"})]
+    turns, rejects = Ingest(BuildConfig()).process(rows)
+    assert [r.input_row for r in rejects] == [0, 2]
+    assert rejects[0].reason == "bad_field" and "question" in rejects[0].detail
+    assert rejects[1].reason == "unknown_format"
+    assert [t.input_row for t in turns] == [1]
+
+
+@pytest.fixture(scope="module")
+def dataset_dict(tmp_path_factory):
+    import datasets
+
+    path = tmp_path_factory.mktemp("dsdict") / "dd"
+    datasets.DatasetDict({
+        "train": datasets.Dataset.from_list([{"question": "Train?", "answer": "Yes."}]),
+        "test": datasets.Dataset.from_list([{"question": f"Test {i}?", "answer": "Yes."} for i in range(2)]),
+    }).save_to_disk(path)
+    return path
+
+
+def test_saved_dataset_dict_reads_the_configured_split(dataset_dict):
+    turns, _ = ingest(dataset_dict, parse_config({"ingest": {"split": "test"}}))
+    assert [t.question_text for t in turns] == ["Test 0?", "Test 1?"] and turns[0].source == "dd:test"
+    (turn,), _ = ingest(dataset_dict)
+    assert turn.question_text == "Train?" and turn.source == "dd:train"
+
+
+def test_unknown_split_is_one_line_naming_the_splits(dataset_dict):
+    with pytest.raises(InputError) as err:
+        ingest(dataset_dict, parse_config({"ingest": {"split": "validation"}}))
+    assert "no split 'validation'" in str(err.value) and "train, test" in str(err.value)
+    assert "\n" not in str(err.value)
+
+
+def test_hub_style_dataset_split_is_honoured(tmp_path):
+    from echoforge.io.readers import InputSpec
+
+    repo = tmp_path / "repo"  # a dataset repository laid out like one on the Hub: a file per split
+    repo.mkdir()
+    for split, n in (("train", 1), ("test", 3)):
+        (repo / f"{split}.jsonl").write_text("".join(json.dumps({"question": f"{split} {i}?", "answer": "a"}) + "\n"
+                                                     for i in range(n)))
+    assert scan_input(InputSpec(str(repo), "datasets-hub", f"{repo}:test"), 4).rows == 3
+    with pytest.raises(InputError, match="no split 'dev'; set ingest.split to one of: train, test"):
+        scan_input(InputSpec(str(repo), "datasets-hub", f"{repo}:dev"), 4)

@@ -23,6 +23,8 @@ from echoforge.errors import InputError
 from echoforge.storage import StorageError, filesystem, is_remote
 
 PACKAGE_DATA = Path(__file__).resolve().parents[1] / "data"
+# A CSV field may be as long as any text field (csv's default limit is 131,072 characters).
+csv.field_size_limit(2**31 - 1)
 FILE_FORMATS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".parquet": "parquet",
                 ".csv": "csv", ".tsv": "csv"}
 
@@ -98,7 +100,10 @@ def resolve_input(uri: str, split: str = "train", options: Mapping[str, Any] | N
     location = uri if remote else str(Path(uri).absolute())
     name = path.rstrip("/").rsplit("/", 1)[-1]
     if is_dir:
-        if any(fs.exists(f"{path.rstrip('/')}/{m}") for m in ("dataset_info.json", "dataset_dict.json", "state.json")):
+        base = path.rstrip("/")
+        if fs.exists(f"{base}/dataset_dict.json"):  # a saved DatasetDict: the split is part of the name
+            return InputSpec(location, "datasets-disk", f"{name}:{split}", options=options)
+        if fs.exists(f"{base}/dataset_info.json") or fs.exists(f"{base}/state.json"):
             return InputSpec(location, "datasets-disk", name, options=options)
         raise InputError(f"{uri} is a directory but not a saved `datasets` dataset")
     if found:
@@ -255,9 +260,18 @@ def _parse_json_line(source: str, row: int, line: bytes) -> RawRow:
         return RawRow(source, row, None, f"bytes that are not UTF-8 at byte {exc.start}", where)
     try:
         item = json.loads(text)
-    except json.JSONDecodeError as exc:
-        return RawRow(source, row, None, f"invalid JSON: {exc.msg} at column {exc.colno}", where)
+    except (ValueError, RecursionError) as exc:
+        return RawRow(source, row, None, _json_error(exc), where)
     return _as_row(source, row, item, where)
+
+
+def _json_error(exc: Exception) -> str:
+    """What is wrong with a JSON text, in one short line."""
+    if isinstance(exc, json.JSONDecodeError):
+        return f"invalid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
+    if isinstance(exc, RecursionError):
+        return "invalid JSON: nested too deeply"
+    return f"invalid JSON: {str(exc)[:160]}"
 
 
 def _read_csv(spec: InputSpec, start: int, stop: int, slice_rows: int) -> Iterator[RawRow]:
@@ -319,8 +333,8 @@ def _load_json_cached(uri: str, version: str, options_key: str) -> list[Any]:
         return [_Unreadable(f"file has bytes that are not UTF-8 at byte {exc.start}")]
     try:
         data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        return [_Unreadable(f"invalid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}")]
+    except (ValueError, RecursionError) as exc:
+        return [_Unreadable(_json_error(exc))]
     if isinstance(data, dict):
         for key in ("data", "rows", "examples", "train"):
             if isinstance(data.get(key), list):
@@ -340,16 +354,32 @@ def _load_json(spec: InputSpec) -> list[Any]:
 
 @functools.lru_cache(maxsize=4)
 def _load_dataset(kind: str, uri: str, name: str):
+    """The dataset of an input; the split is the part of ``name`` after its last ':'."""
     import datasets
 
+    repo, _, split = name.rpartition(":")
     try:
         if kind == "datasets-disk":
             ds = datasets.load_from_disk(uri)
             if isinstance(ds, datasets.DatasetDict):
-                split = name.split(":")[-1] if ":" in name else "train"
-                ds = ds[split] if split in ds else ds[next(iter(ds))]
+                _check_split(uri, split, list(ds))
+                ds = ds[split]
             return ds
-        repo, _, split = name.rpartition(":")
-        return datasets.load_dataset(repo, split=split)
+        try:
+            return datasets.load_dataset(repo, split=split)
+        except Exception as load_error:
+            try:
+                available = datasets.get_dataset_split_names(repo)
+            except Exception:  # noqa: BLE001 - the load error says more
+                raise load_error from None
+            _check_split(uri, split, available)
+            raise
+    except InputError:
+        raise
     except Exception as exc:  # noqa: BLE001 - report any loading failure as one line
         raise InputError(f"cannot load dataset {uri}: {type(exc).__name__}: {str(exc)[:200]}") from None
+
+
+def _check_split(uri: str, split: str, available: list[str]) -> None:
+    if split not in available:
+        raise InputError(f"{uri} has no split '{split}'; set ingest.split to one of: {', '.join(available)}")

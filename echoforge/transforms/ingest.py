@@ -8,6 +8,9 @@ Layouts: ShareGPT (``conversations: [{from, value}]``), OpenAI messages
 from __future__ import annotations
 
 import hashlib
+import logging
+import numbers
+import re
 from typing import Any, Callable
 
 from echoforge.config import BuildConfig, FieldMapping
@@ -22,6 +25,10 @@ _ROLE_NAMES = {
     "system": SYSTEM,
 }
 _ID_FIELDS = ("id", "conversation_id", "uuid", "idx")
+_SURROGATES = re.compile("[\ud800-\udfff]")
+_MAX_DETAIL = 300
+
+log = logging.getLogger(__name__)
 
 
 class BadRow(Exception):
@@ -52,21 +59,61 @@ def get_path(record: dict[str, Any], path: str) -> Any:
     return value
 
 
-def _text(value: Any, where: str) -> str:
+def clean_text(text: str) -> str:
+    """Text that can be written as UTF-8: lone surrogates (valid in JSON escapes) become U+FFFD."""
+    return _SURROGATES.sub("\ufffd", text)
+
+
+def _scalar(value: Any, where: str) -> str | None:
+    """Text of a scalar (string, number, boolean, null); None for arrays and objects."""
     if value is None:
         return ""
     if isinstance(value, str):
-        return value
-    if isinstance(value, list):  # OpenAI content parts
-        parts = [p.get("text", "") if isinstance(p, dict) else str(p) for p in value]
-        return "\n".join(p for p in parts if p)
-    if isinstance(value, (int, float)):
-        return str(value)
+        return clean_text(value)
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, numbers.Number):
+        try:
+            return str(value)
+        except ValueError:  # an integer longer than Python will print
+            raise BadRow("bad_field", f"{where} is a number too long to read") from None
+    if isinstance(value, (list, tuple, dict)):
+        return None
     raise BadRow("bad_field", f"{where} is a {type(value).__name__}, not text")
 
 
-def _role(raw: Any, user_roles: list[str] = (), assistant_roles: list[str] = ()) -> str:
-    name = str(raw).strip().lower()
+def _text(value: Any, where: str) -> str:
+    """Text of any JSON value: a scalar, or content parts (strings and ``{"type", "text"}`` objects).
+
+    Parts that are not text (images, audio) are left out; anything else (an object without
+    text, a list inside a list) is a bad field.
+    """
+    text = _scalar(value, where)
+    if text is not None:
+        return text
+    if isinstance(value, dict):
+        if "text" not in value and "type" not in value:
+            raise BadRow("bad_field", f"{where} is an object, not text")
+        value = [value]
+    parts = []
+    for i, part in enumerate(value):
+        if isinstance(part, dict):
+            if part.get("text") is None and part.get("type", "text") != "text":
+                continue  # an image or other non-text part
+            part = part.get("text")
+        text = _scalar(part, f"{where}[{i}]")
+        if text is None:
+            raise BadRow("bad_field", f"{where}[{i}] is a {type(part).__name__}, not text")
+        if text:
+            parts.append(text)
+    return "\n".join(parts)
+
+
+def _role(raw: Any, where: str, user_roles: list[str] = (), assistant_roles: list[str] = ()) -> str:
+    name = _scalar(raw, where)
+    if name is None:
+        raise BadRow("bad_field", f"{where} is a {type(raw).__name__}, not a role")
+    name = name.strip().lower()
     if name in user_roles:
         return USER
     if name in assistant_roles:
@@ -82,7 +129,8 @@ def _messages(items: Any, role_key: str, text_key: str, field: str,
     for i, m in enumerate(items):
         if not isinstance(m, dict) or role_key not in m:
             raise BadRow("missing_field", f"message {i} of '{field}' has no '{role_key}'")
-        out.append((_role(m[role_key], user_roles, assistant_roles), _text(m.get(text_key), f"{field}[{i}].{text_key}")))
+        role = _role(m[role_key], f"{field}[{i}].{role_key}", user_roles, assistant_roles)
+        out.append((role, _text(m.get(text_key), f"{field}[{i}].{text_key}")))
     return out
 
 
@@ -155,6 +203,14 @@ def detect_format(record: dict[str, Any]) -> str | None:
     return None
 
 
+def _source_id(value: Any) -> str | None:
+    """An id field's value as text, when it is a non-empty scalar."""
+    try:
+        return _scalar(value, "id") or None
+    except BadRow:
+        return None
+
+
 class Ingest(Stage[RawRow]):
     """Parse raw rows into turns; unreadable or unknown rows become rejects."""
 
@@ -177,22 +233,25 @@ class Ingest(Stage[RawRow]):
                 kept.extend(self._turns(row))
             except BadRow as bad:
                 rejected.append(self._reject(row, bad.reason, bad.detail))
+            except Exception as exc:  # noqa: BLE001 - one bad row must not stop the batch
+                log.debug("ingest failed on %s", row.label, exc_info=True)
+                rejected.append(self._reject(row, "error", f"{type(exc).__name__}: {exc}"))
         return kept, rejected
 
     def _reject(self, row: RawRow, reason: str, detail: str) -> Reject:
         return Reject(id=row_id(row.source_id or row.source, row.position), source=row.source,
-                      source_position=row.label, stage=self.name, reason=reason, detail=detail,
-                      input_row=row.position, work_unit=row.work_unit)
+                      source_position=row.label, stage=self.name, reason=reason,
+                      detail=clean_text(detail[:_MAX_DETAIL]), input_row=row.position, work_unit=row.work_unit)
 
     def _turns(self, row: RawRow) -> list[Turn]:
         if row.error is not None:
-            raise BadRow("unreadable_row", row.error)
+            raise BadRow("unreadable_row", row.error or "the reader gave no reason")
         record = row.data or {}
         parser = self._parser
         if parser is None:
             fmt = detect_format(record)
             if fmt is None:
-                keys = ", ".join(sorted(map(str, record))[:8]) or "none"
+                keys = ", ".join(sorted(map(str, record))[:8])[:200] or "none"
                 raise BadRow("unknown_format",
                              f"fields ({keys}) match no known layout; set ingest.format and ingest.mapping")
             parser = FORMATS[fmt]
@@ -200,10 +259,10 @@ class Ingest(Stage[RawRow]):
             conversations = parser(record)
         except KeyError as exc:
             raise BadRow("missing_field", f"no {exc} field") from None
-        source_id = next((str(record[k]) for k in _ID_FIELDS if record.get(k) not in (None, "")), None)
+        id_paths = list(_ID_FIELDS)
         if self.config.ingest.format == "mapping" and self.config.ingest.mapping.id:
-            mapped = get_path(record, self.config.ingest.mapping.id)
-            source_id = str(mapped) if mapped not in (None, "") else source_id
+            id_paths.insert(0, self.config.ingest.mapping.id)
+        source_id = next(filter(None, (_source_id(get_path(record, p)) for p in id_paths)), None)
         conv_base = source_id or f"{row.source}#{row.position}"
         turns: list[Turn] = []
         turn_index = 0

@@ -168,18 +168,34 @@ class Speakable(Stage[Turn]):
     def identity(self) -> dict[str, str]:
         return self.normalizer.identity()
 
-    def sentences(self, text: str) -> tuple[list[str], list[str], str | None]:
-        """Spoken sentences of a text, notes on what was dropped, and a refusal reason."""
+    def sentences(self, text: str, budget: int | None = None) -> tuple[list[str], list[str], str | None, bool]:
+        """Spoken sentences of a text, notes on what was dropped, a refusal reason, and whether it
+        stopped early.
+
+        With a budget, normalising stops once more letters than that are spoken (every letter
+        lies in a kept sentence, so the sentences are longer than the budget), or after ten
+        budgets of text without them: a huge text costs no more than the part that can be kept.
+        """
         prose = self._md.convert(text)
         notes = list(prose.notes)
         out: list[str] = []
+        size = letters = 0
+        full = False
         for block in prose.blocks:
             clean, char_notes = _speakable_chars(block)
             notes.extend(char_notes)
             # Normalise before segmenting: digits such as "0." confuse sentence boundaries.
-            spoken = " ".join(self._normalize(piece) for piece in _split_long(clean))
-            out.extend(s.strip() for s in self._segmenter.segment(spoken) if _letters(s) > 0)
-        return out, sorted(set(notes), key=notes.index), prose.refused
+            pieces = []
+            for piece in _split_long(clean):
+                pieces.append(self._normalize(piece))
+                size, letters = size + len(pieces[-1]), letters + _letters(pieces[-1])
+                full = budget is not None and (letters > budget or size > 10 * budget)
+                if full:
+                    break
+            out.extend(s.strip() for s in self._segmenter.segment(" ".join(pieces)) if _letters(s) > 0)
+            if full:
+                break
+        return out, sorted(set(notes), key=notes.index), prose.refused, full
 
     def _normalize(self, sentence: str) -> str:
         try:
@@ -195,17 +211,19 @@ class Speakable(Stage[Turn]):
         if not turn.question_text.strip() or not turn.answer_text.strip():
             side = "question" if not turn.question_text.strip() else "answer"
             raise StageReject("empty_text", f"the {side} is empty")
-        q_sents, q_notes, q_refused = self.sentences(turn.question_text)
-        a_sents, a_notes, a_refused = self.sentences(turn.answer_text)
+        # Text far past the character cap can never be kept: leave it unspoken.
+        q_sents, q_notes, q_refused, q_more = self.sentences(turn.question_text, _budget(c.max_question_chars))
+        a_sents, a_notes, a_refused, a_more = self.sentences(turn.answer_text, _budget(c.max_answer_chars))
         for side, refused in (("question", q_refused), ("answer", a_refused)):
             if refused:
                 raise StageReject(f"unspeakable_{refused.split(':')[0]}", f"{side} has a {refused.split(': ', 1)[1]} (policy: reject)")
+        q_sents, q_cut = self._cap(q_sents, c.max_question_chars, None, "question", q_more)
+        a_sents, a_cut = self._cap(a_sents, c.max_answer_chars, c.max_answer_sentences, "answer", a_more)
+        # Checked on what is kept: a cap can leave too little to say.
         if sum(map(_letters, q_sents)) < c.min_letters:
-            raise StageReject("nothing_speakable", "question has nothing speakable" + _why(q_notes))
+            raise StageReject("nothing_speakable", "question has nothing speakable" + _why(q_notes + q_cut))
         if sum(map(_letters, a_sents)) < c.min_letters:
-            raise StageReject("nothing_speakable", "answer has nothing speakable" + _why(a_notes))
-        q_sents, q_cut = self._cap(q_sents, c.max_question_chars, None, "question")
-        a_sents, a_cut = self._cap(a_sents, c.max_answer_chars, c.max_answer_sentences, "answer")
+            raise StageReject("nothing_speakable", "answer has nothing speakable" + _why(a_notes + a_cut))
         notes = [f"question: {n}" for n in q_notes + q_cut] + [f"answer: {n}" for n in a_notes + a_cut]
         return turn.replace(
             question_spoken=" ".join(q_sents),
@@ -215,8 +233,11 @@ class Speakable(Stage[Turn]):
         )
 
     def _cap(self, sents: list[str], max_chars: int, max_sentences: int | None,
-             side: str) -> tuple[list[str], list[str]]:
-        """Keep whole sentences up to the limits; truncate or reject per the overflow policy."""
+             side: str, more: bool = False) -> tuple[list[str], list[str]]:
+        """Keep whole sentences up to the limits; truncate or reject per the overflow policy.
+
+        ``more``: the text goes on past ``sents`` (counts are then lower bounds, marked '+').
+        """
         total, kept = 0, []
         for s in sents:
             if (max_sentences and len(kept) >= max_sentences) or total + len(s) > max_chars:
@@ -225,15 +246,21 @@ class Speakable(Stage[Turn]):
             total += len(s) + 1
         if len(kept) < len(sents):
             if self.config.speakable.overflow == "reject":
-                raise StageReject("too_long", f"{side} has {len(sents)} sentences / "
-                                  f"{sum(map(len, sents))} characters; limit {max_sentences or '-'} / {max_chars}")
+                plus = "+" if more else ""
+                raise StageReject("too_long", f"{side} has {len(sents)}{plus} sentences / "
+                                  f"{sum(map(len, sents))}{plus} characters; limit {max_sentences or '-'} / {max_chars}")
             if not kept:  # one sentence longer than the cap: cut it at a word boundary
                 kept = [sents[0][:max_chars].rsplit(" ", 1)[0]]
-            return kept, [f"truncated to {len(kept)} of {len(sents)} sentences"]
+            return kept, [f"truncated to {len(kept)} of {len(sents)}{'+' if more else ''} sentences"]
         return kept, []
 
 
 _DIGITS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
+
+
+def _budget(max_chars: int) -> int:
+    """Spoken letters to gather for a side capped at ``max_chars``: twice the cap and a piece."""
+    return 2 * max_chars + _MAX_SENTENCE_CHARS
 
 
 def _why(notes: list[str]) -> str:
