@@ -34,8 +34,10 @@ def cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
 def clean_build(tmp_path_factory, cache_env):
     """A real build of the sample that rejects nothing."""
     out = tmp_path_factory.mktemp("first-hour") / "clean"
-    manifest = build([str(SHAREGPT)], out, parse_config(FAST_CONFIG), limit=2)
-    assert manifest["rows"] > 0 and manifest["rejected"] == 0
+    config = parse_config({**FAST_CONFIG, "output": {"validation_fraction": 0.2}})
+    manifest = build([str(SHAREGPT)], out, config, limit=4)
+    assert manifest["rejected"] == 0
+    assert manifest["rows_by_split"]["train"] > 0 and manifest["rows_by_split"]["validation"] > 0
     return out, manifest
 
 
