@@ -34,7 +34,7 @@ def cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
 def clean_build(tmp_path_factory, cache_env):
     """A real build of the sample that rejects nothing."""
     out = tmp_path_factory.mktemp("first-hour") / "clean"
-    config = parse_config({**FAST_CONFIG, "output": {"validation_fraction": 0.2}})
+    config = parse_config({**FAST_CONFIG, "output": {"validation_fraction": 0.2}, "gate": {"asr": "none"}})
     manifest = build([str(SHAREGPT)], out, config, limit=4)
     assert manifest["rejected"] == 0
     assert manifest["rows_by_split"]["train"] > 0 and manifest["rows_by_split"]["validation"] > 0
