@@ -71,7 +71,7 @@ def _commit(args) -> None:
                 seconds={"synthesize": 1.0})
 
 
-def run(turns: int, root: Path, workers: int) -> dict:
+def run(turns: int, root: Path, workers: int, plan_only: bool = False) -> dict:
     if root.exists():
         shutil.rmtree(root)
     root.mkdir(parents=True)
@@ -91,6 +91,8 @@ def run(turns: int, root: Path, workers: int) -> dict:
     out["train_shard_mb_projected"] = round(
         real.units_per_shard * plan.rows_per_unit * ROW_SIZE_KB[True] / 1000 * (1 - config.output.validation_fraction))
 
+    if plan_only:
+        return out
     layout = Layout(open_folder(root / "out"), real, "parquet")
     t0 = time.perf_counter()
     with ProcessPoolExecutor(workers) as pool:
@@ -120,13 +122,14 @@ def main() -> None:
     ap.add_argument("--turns", type=int, action="append", help="Simulated turns (repeatable).")
     ap.add_argument("--output", type=Path, default=Path("/tmp/echoforge-scale"))
     ap.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    ap.add_argument("--plan-only", action="store_true", help="Plan and count files; commit nothing.")
     args = ap.parse_args()
-    rows = [run(n, args.output / str(n), args.workers) for n in (args.turns or [150_000])]
+    rows = [run(n, args.output / str(n), args.workers, args.plan_only) for n in (args.turns or [150_000])]
     keys = list(rows[0])
     print("| " + " | ".join(keys) + " |")
     print("|" + " --- |" * len(keys))
     for r in rows:
-        print("| " + " | ".join(str(r[k]) for k in keys) + " |")
+        print("| " + " | ".join(str(r.get(k, "")) for k in keys) + " |")
 
 
 if __name__ == "__main__":
