@@ -77,6 +77,10 @@ class SpeakableConfig(Section):
     max_answer_chars: int = Field(1200, ge=1)
     overflow: Literal["truncate", "reject"] = "truncate"
     min_letters: int = Field(2, ge=1)  # fewer speakable letters than this: reject
+    # Said instead of a dropped URL ("the link in the text"); unset: the sentence that needs it goes.
+    url_placeholder: str | None = None
+    # Said where a code block or table was dropped ("See the {what} in the text."); unset: nothing.
+    block_placeholder: str | None = None
 
 
 class SynthesisConfig(Section):
