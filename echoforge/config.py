@@ -128,6 +128,15 @@ class GateConfig(Section):
     max_trailing_silence_s: float = Field(1.5, ge=0.0)
     max_clipping_ratio: float = Field(0.01, ge=0.0, le=1.0)
     batch_size: int = Field(8, ge=1)
+    # ASR per side ("tiny.en", "whisper-base" or a CTranslate2 model dir); unset: asr_model.
+    question_asr_model: str | None = None
+    answer_asr_model: str | None = None
+    # Sides whose normalised text has fewer words than this are judged by character error rate
+    # ("cer") or by the ASR's own confidence ("confidence") instead of WER.
+    short_words: int = Field(4, ge=0)
+    short_judge: Literal["cer", "confidence"] = "cer"
+    max_short_cer: float = Field(0.5, ge=0.0)
+    min_short_confidence: float = Field(0.5, ge=0.0, le=1.0)
 
 
 class OutputConfig(Section):
