@@ -241,5 +241,23 @@ def fit_unit_lm(directory, output, vocab_size, model_type, split, limit):
     click.echo(f"wrote {output}: {lm.vocab_size} pieces over {info['tokenizer']} from {len(sequences)} rows "
                f"({lm.provenance['units_per_piece']:.2f} deduplicated units per piece)")
 
+
+@main.command("eval-gate")
+@click.argument("directory", type=click.Path(exists=True, file_okay=False))
+@click.option("--model", default="whisper-base", show_default=True,
+              help="The second ASR: tiny.en, whisper-base or a CTranslate2 Whisper model directory.")
+@click.option("--sample", type=click.IntRange(min=1), help="Judge at most N kept rows and N gate rejects.")
+@click.option("--no-rebuild", is_flag=True, help="Judge kept rows only (do not re-synthesise gate rejects).")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@user_errors
+def eval_gate(directory, model, sample, no_rebuild, as_json):
+    """Compare the gate's decisions with a second, independent ASR on a built corpus."""
+    from echoforge.commands.eval_gate import evaluate_gate, report_lines
+
+    report = evaluate_gate(directory, model=model, sample=sample, resynthesize=not no_rebuild,
+                           progress=None if as_json else _phase_bars())
+    _echo_report(report, as_json, report_lines)
+
+
 if __name__ == "__main__":
     main()
