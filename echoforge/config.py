@@ -132,11 +132,14 @@ class GateConfig(Section):
     question_asr_model: str | None = None
     answer_asr_model: str | None = None
     # Sides whose normalised text has fewer words than this are judged by character error rate
-    # ("cer") or by the ASR's own confidence ("confidence") instead of WER.
+    # ("cer"), by the ASR's own confidence ("confidence") or by phoneme error rate ("phonemes",
+    # hama's phoneme recogniser against its G2P of the spoken text) instead of WER.
     short_words: int = Field(4, ge=0)
-    short_judge: Literal["cer", "confidence"] = "cer"
+    short_judge: Literal["cer", "confidence", "phonemes"] = "cer"
     max_short_cer: float = Field(0.5, ge=0.0)
     min_short_confidence: float = Field(0.5, ge=0.0, le=1.0)
+    max_short_per: float = Field(0.5, ge=0.0)
+    phonemes: bool = False  # phoneme error rate of both sides as figures (needs the 'phonemes' extra)
 
 
 class OutputConfig(Section):

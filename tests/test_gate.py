@@ -168,3 +168,15 @@ def test_asr_model_per_side_with_whisper_base(parts):
     assert ids["question_asr"].startswith("whisper-base") and ids["answer_asr"].startswith("whisper-tiny.en")
     kept, rejected = gate.process([_turn(parts, parts["answer"].audio)])
     assert not rejected and kept[0].quality["question_wer"] <= 0.15
+
+
+def test_phoneme_error_rate_ignores_the_sources_spelling(parts):
+    gate = Gate(BuildConfig().with_overrides(gate={"short_judge": "phonemes", "phonemes": True}))
+    gate.ensure_setup()
+    assert gate.identity()["phonemes"].startswith("hama==")
+    kept, _ = gate.process([_short_turn(parts, "Confucius.", "Confucious.")])
+    assert kept and kept[0].quality["answer_per"] <= 0.2 and kept[0].quality["answer_wer"] == 1.0
+    _, rejected = gate.process([_short_turn(parts, "Library.", "Confucious.")])
+    assert rejected[0].reason == "answer_per_high"
+    kept, _ = gate.process([_turn(parts, parts["answer"].audio)])
+    assert kept and kept[0].quality["answer_per"] < 0.3 and kept[0].quality["question_per"] < 0.3

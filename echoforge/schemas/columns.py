@@ -47,6 +47,8 @@ QUALITY_FEATURES: dict[str, Any] = {
     "answer_cer": Value("float32"),
     "question_asr_confidence": Value("float32"),
     "answer_asr_confidence": Value("float32"),
+    "question_per": Value("float32"),
+    "answer_per": Value("float32"),
 }
 
 ROW_FEATURES = Features(

@@ -5,14 +5,16 @@ hypothesis both passed through Whisper's English normaliser, scored with jiwer),
 confidence, characters per second, leading and trailing silence, clipping and unit rates. Every
 figure becomes a column; thresholds live in :class:`~echoforge.config.GateConfig`; a failing turn
 is rejected with the figure that failed. A side of fewer than ``short_words`` words is judged by
-its CER (or the ASR's confidence) instead of its WER: one misheard word of two is WER 0.5, while
-"mixed" heard as "mix" is CER 0.4.
+its CER (or the ASR's confidence, or its phoneme error rate) instead of its WER: one misheard
+word of two is WER 0.5, while "mixed" heard as "mix" is CER 0.4, and the source's typo
+"Confucious" read as "Confucius" is phoneme error rate 0.
 """
 
 from __future__ import annotations
 
 from echoforge.audio import clipping_ratio, edge_silence, resample
 from echoforge.backends.asr import WHISPER_RATE, WhisperASR
+from echoforge.backends.phonemes import PhonemeChecker
 from echoforge.config import BuildConfig
 from echoforge.schemas.records import Turn
 from echoforge.transforms.base import Resources, Stage, StageReject
@@ -49,6 +51,7 @@ class Gate(Stage[Turn]):
         g = config.gate
         models = {"question": g.question_asr_model or g.asr_model, "answer": g.answer_asr_model or g.asr_model}
         self.asr = {side: WhisperASR(model) for side, model in models.items() if g.asr in ("both", side)}
+        self.phonemes = PhonemeChecker() if g.phonemes or g.short_judge == "phonemes" else None
         self.wer: WordErrorRate | None = None
 
     @property
@@ -58,13 +61,16 @@ class Gate(Stage[Turn]):
     def setup(self) -> None:
         for asr in self.asr.values():
             asr.setup()
+        if self.phonemes is not None:
+            self.phonemes.setup()
         self.wer = WordErrorRate()
 
     def identity(self) -> dict[str, str]:
         ids = {side: asr.identity()["asr"] for side, asr in self.asr.items()}
+        extra = self.phonemes.identity() if self.phonemes is not None else {}
         if len(set(ids.values())) <= 1:
-            return {"asr": v for v in ids.values()}
-        return {f"{side}_asr": v for side, v in ids.items()}
+            return {**{"asr": v for v in ids.values()}, **extra}
+        return {**{f"{side}_asr": v for side, v in ids.items()}, **extra}
 
     def measure(self, turn: Turn) -> tuple[dict[str, float | str | None], dict[str, int]]:
         """Quality figures of a turn, and the word count of each side's normalised reference."""
@@ -84,6 +90,9 @@ class Gate(Stage[Turn]):
                 figures[f"{side}_cer"] = round(self.wer(spoken, heard.text, unit="char"), 4)
                 figures[f"{side}_asr_confidence"] = heard.confidence
                 ref_words[side] = len(self.wer.normalize(spoken).split())
+            if self.phonemes is not None:
+                audio16k = resample(speech.audio, speech.sample_rate, WHISPER_RATE)
+                figures[f"{side}_per"] = round(self.phonemes.error_rate(audio16k, spoken), 4)
         figures["answer_chars_per_second"] = round(len(turn.answer_spoken) / max(a.duration_s, 1e-6), 3)
         if u is not None and a.duration_s > 0:
             figures["answer_units_per_second"] = round(u.num_frames / a.duration_s, 3)
@@ -132,6 +141,9 @@ class Gate(Stage[Turn]):
         if g.short_judge == "cer" and f[f"{side}_cer"] > g.max_short_cer:
             raise StageReject(f"{side}_cer_high",
                               f"{side}_cer={f[f'{side}_cer']:.3f} above the maximum {g.max_short_cer}{heard}")
+        if g.short_judge == "phonemes" and f[f"{side}_per"] > g.max_short_per:
+            raise StageReject(f"{side}_per_high",
+                              f"{side}_per={f[f'{side}_per']:.3f} above the maximum {g.max_short_per}{heard}")
         if g.short_judge == "confidence" and f[f"{side}_asr_confidence"] < g.min_short_confidence:
             raise StageReject(f"{side}_asr_confidence_low", f"{side}_asr_confidence={f[f'{side}_asr_confidence']:.3f} "
                               f"below the minimum {g.min_short_confidence}{heard}")
