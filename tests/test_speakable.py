@@ -199,6 +199,10 @@ def test_lead_ins_of_dropped_blocks_go_with_them(stage):
     ("In the handbook (2nd ed., p. 42), in the chapter on soil.",
      "In the handbook, second edition, page forty two, in the chapter on soil."),
     ("It runs at 25 MB/s on average.", "It runs at twenty five megabytes per second on average."),
+    ("Call 555-0123 now.", "Call five five five, zero one two three now."),
+    ("Version 3.11.7 was released.", "Version three point eleven point seven was released."),
+    ("It takes 5-10 minutes at 100 km/h.", "It takes five to ten minutes at one hundred kilometers per hour."),
+    ("Prof. Lee adds 2 tbsp of oil.", "Professor Lee adds two tablespoons of oil."),
 ])
 def test_spoken_forms_the_normaliser_misreads(stage, written, spoken):
     t, _ = run(stage, written)
