@@ -104,3 +104,34 @@ def test_foreign_words_and_symbol_runs_are_removed():
         "You say arigatou, written in hiragana.", "Hiragana")
     assert drop_foreign_words("Plain English.") == ("Plain English.", None)
     assert drop_symbol_runs("Wait ==== here --> there... ok") == ("Wait here there... ok", 2)
+
+
+def _bundled_texts():
+    import json
+
+    from conftest import DATA
+
+    texts = []
+    for line in (DATA / "alpaca_messy.jsonl").read_text().splitlines():
+        r = json.loads(line)
+        texts += [r["instruction"], r["input"], r["output"]]
+    for line in (DATA / "units_fit.jsonl").read_text().splitlines():
+        texts += [v for v in json.loads(line).values() if isinstance(v, str)]
+    for conv in json.loads((DATA / "sharegpt_sample.json").read_text()):
+        texts += [m["value"] for m in conv["conversations"]]
+    return texts
+
+
+def test_no_prose_sentence_of_the_bundled_samples_is_flagged():
+    """The bundled samples' markdown prose (code blocks and tables are markdown's to drop)."""
+    import pysbd
+
+    from echoforge.config import BuildConfig
+    from echoforge.transforms.speakable import MarkdownToProse
+
+    md = MarkdownToProse(BuildConfig())
+    segment = pysbd.Segmenter(language="en", clean=False).segment
+    sentences = [s for text in _bundled_texts() for block in md.convert(text).blocks for line in block.lines
+                 for s in segment(line) if s.strip()]
+    assert len(sentences) > 3000
+    assert [s for s in sentences if classify(s) is not None] == []
