@@ -47,7 +47,6 @@ _LONG_DIGITS = re.compile(r"\d{16,}")
 _SYMBOL_RUN = re.compile(r"[^\w\s]{3,}")
 _SYMBOLS = set("=<>~#*+^|\\_@&-/")
 _NOT_LATIN_LETTER = regex.compile(r"(?=\p{L})[^\p{Script=Latin}]")
-_SENTENCE_PUNCT = {".", ",", "!", "?", ":", ";", "'", '"', "(", ")", "-"}
 _PATH = re.compile(r"(?<![\w/])[\w.~-]*(?:/[\w.-]+){2,}")
 _PY_IMPORT = re.compile(r"^\s*(?:from\s+[\w.]+\s+)?import\s+[\w.]+(?:\s+as\s+\w+)?(?:\s*,\s*[\w.]+)*\s*$")
 _SQL_STATEMENT = re.compile(r"^\s*(?:select\s.+\sfrom\s+\w+|insert\s+into\s+\w+|update\s+\w+\s+set\s|delete\s+from\s+\w+"
@@ -59,7 +58,7 @@ _ABBREV_DOT = re.compile(r"\b(?:[A-Za-z]\.){2,}")  # e.g. i.e. U.S.
 class Finding:
     """Why a piece of text cannot be read aloud."""
 
-    kind: str  # the policy that governs it: "code" or "tables"; "script" is always dropped
+    kind: str  # the policy that governs it: "code" or "table"; "script" is always dropped
     what: str  # e.g. "unfenced python code", "FEN chess position", "table without pipes"
 
 
