@@ -184,8 +184,11 @@ def evaluate_gate(root: str | Path, *, model: str = "whisper-base", sample: int 
             if reason is None:
                 second_keeps += 1
                 if len(examples) < 5:
-                    examples.append({"id": turn.id, "build_reason": gate_rejects[turn.id]["reason"],
-                                     "answer": turn.answer_spoken[:120], "heard": f.get("answer_asr_text", "")[:120]})
+                    build_reason = gate_rejects[turn.id]["reason"]
+                    side = "question" if build_reason.startswith("question") else "answer"
+                    examples.append({"id": turn.id, "build_reason": build_reason,
+                                     "text": getattr(turn, f"{side}_spoken")[:120],
+                                     "heard": f.get(f"{side}_asr_text", "")[:120]})
         if progress:
             progress("gate rejects", len(turns), len(turns))
         report.update(rejects_judged=judged, rejects_reproduced=reproduced, rejects_second_keeps=second_keeps,
@@ -207,7 +210,7 @@ def report_lines(r: dict[str, Any]) -> list[str]:
                      f"(build gate reproduces {r['rejects_reproduced']}); the second ASR would keep "
                      f"{r['rejects_second_keeps']}")
         for e in r["reject_examples"]:
-            lines.append(f"  {e['id']} ({e['build_reason']}): {e['answer']!r} heard {e['heard']!r}")
+            lines.append(f"  {e['id']} ({e['build_reason']}): {e['text']!r} heard {e['heard']!r}")
     else:
         lines.append(f"gate rejects: {r['gate_rejects']} (not rebuilt)")
     return lines
