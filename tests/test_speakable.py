@@ -203,6 +203,7 @@ def test_lead_ins_of_dropped_blocks_go_with_them(stage):
     ("Version 3.11.7 was released.", "Version three point eleven point seven was released."),
     ("It takes 5-10 minutes at 100 km/h.", "It takes five to ten minutes at one hundred kilometers per hour."),
     ("Prof. Lee adds 2 tbsp of oil.", "Professor Lee adds two tablespoons of oil."),
+    ("Keep the filter at 3.5 L and add 1 L.", "Keep the filter at three point five liters and add one liter."),
 ])
 def test_spoken_forms_the_normaliser_misreads(stage, written, spoken):
     t, _ = run(stage, written)

@@ -28,6 +28,7 @@ _UNITS: dict[str, tuple[str, str]] = {
     "mAh": ("milliamp hour", "milliamp hours"), "kWh": ("kilowatt hour", "kilowatt hours"),
     "mph": ("mile per hour", "miles per hour"), "km/h": ("kilometer per hour", "kilometers per hour"),
     "tbsp": ("tablespoon", "tablespoons"), "tsp": ("teaspoon", "teaspoons"),
+    "L": ("liter", "liters"), "mL": ("milliliter", "milliliters"),
 }
 _PER_SECOND = {"kB", "KB", "MB", "GB", "TB", "KiB", "MiB", "GiB", "B"}
 _NUMBER = r"(?<![\w.,])(\d+(?:[.,]\d+)*)"
