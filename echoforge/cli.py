@@ -294,7 +294,7 @@ def fit_unit_lm(directory, output, vocab_size, model_type, split, limit):
 
 
 @main.command()
-@click.argument("directory", type=click.Path(exists=True, file_okay=False))
+@click.argument("directory")
 @click.option("--to", "to", default="echox", show_default=True, help="Trainer format (registered exporter).")
 @click.option("--output", "-o", required=True, help="Output directory or URL (any fsspec filesystem).")
 @click.option("--stage", "stages", help="Comma-separated stages to write (default: all of the format's).")
@@ -323,6 +323,23 @@ def voices(config_path, as_json):
     from echoforge.commands.voices import list_voices, voices_lines
 
     _echo_report({"voices": list_voices(load_config(config_path))}, as_json, lambda r: voices_lines(r["voices"]))
+
+
+@main.command("eval-gate")
+@click.argument("directory")
+@click.option("--model", default="whisper-base", show_default=True,
+              help="The second ASR: tiny.en, whisper-base or a CTranslate2 Whisper model directory.")
+@click.option("--sample", type=click.IntRange(min=1), help="Judge at most N kept rows and N gate rejects.")
+@click.option("--no-rebuild", is_flag=True, help="Judge kept rows only (do not re-synthesise gate rejects).")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@user_errors
+def eval_gate(directory, model, sample, no_rebuild, as_json):
+    """Compare the gate's decisions with a second, independent ASR on a built corpus."""
+    from echoforge.commands.eval_gate import evaluate_gate, report_lines
+
+    report = evaluate_gate(directory, model=model, sample=sample, resynthesize=not no_rebuild,
+                           progress=None if as_json else _phase_bars())
+    _echo_report(report, as_json, report_lines)
 
 
 if __name__ == "__main__":

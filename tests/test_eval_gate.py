@@ -1,0 +1,63 @@
+"""eval-gate on a small real build: the same ASR reproduces every decision; a second one is compared."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from echoforge.commands.eval_gate import evaluate_gate
+from echoforge.config import parse_config
+from echoforge.pipeline.build import build
+
+pytestmark = pytest.mark.slow
+
+ROWS = [
+    {"question": "What colour is the sky?", "answer": "The sky is blue on a clear day."},
+    {"question": "Who wrote Pride and Prejudice?", "answer": "Jane Austen wrote it in 1813."},
+    {"question": "What do bees make?", "answer": "Bees make honey and wax inside their hives."},
+    {"question": "Name a philosopher.", "answer": "Confucius."},
+    {"question": "What is the capital of Canada?", "answer": "Ottawa is the capital of Canada."},
+]
+
+
+@pytest.fixture(scope="module")
+def strict_build(tmp_path_factory, cache_env):
+    """A build whose gate refuses any misheard word, so that some turns are gate rejects."""
+    tmp = tmp_path_factory.mktemp("evalgate")
+    data = tmp / "qa.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in ROWS))
+    config = parse_config({"run": {"work_unit_rows": 2, "workers": 1}, "output": {"validation_fraction": 0.0},
+                           "gate": {"max_answer_wer": 0.0, "max_question_wer": 0.0, "min_word_errors": 1,
+                                    "short_words": 0}})
+    manifest = build([str(data)], tmp / "out", config)
+    return tmp / "out", manifest
+
+
+def test_the_same_asr_reproduces_every_gate_decision(strict_build):
+    out, manifest = strict_build
+    gate_rejects = sum(v for k, v in manifest["rejects_by_reason"].items() if k.startswith("gate."))
+    assert manifest["rows"] >= 1 and gate_rejects >= 1, manifest["rejects_by_reason"]
+    r = evaluate_gate(out, model="tiny.en")
+    assert r["kept_judged"] == manifest["rows"] and r["kept_second_rejects"] == 0
+    assert r["gate_rejects"] == gate_rejects
+    assert r["rejects_judged"] == gate_rejects == r["rejects_reproduced"]
+    assert r["rejects_second_keeps"] == 0
+    assert r["kept_answer_wer_mean"] == 0.0  # the strict gate kept only rows heard word for word
+
+
+def test_whisper_base_as_the_second_asr_from_the_cli(strict_build):
+    out, _ = strict_build
+    proc = subprocess.run([sys.executable, "-m", "echoforge", "eval-gate", str(out), "--json", "--sample", "2"],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    r = json.loads(proc.stdout)
+    assert r["second_asr"].startswith("whisper-base") and r["kept_judged"] <= 2 and r["rejects_judged"] <= 2
+    assert 0 <= r["kept_second_rejects"] <= r["kept_judged"] and 0 <= r["rejects_second_keeps"] <= r["rejects_judged"]
+    assert 0.0 <= r["kept_answer_wer_mean"] <= 1.0
+    proc = subprocess.run([sys.executable, "-m", "echoforge", "eval-gate", str(out), "--no-rebuild", "--sample", "1",
+                           "--model", "tiny.en"],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0 and "kept corpus WER by the second ASR" in proc.stdout and "not rebuilt" in proc.stdout
