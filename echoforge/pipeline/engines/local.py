@@ -75,7 +75,7 @@ class LocalEngine(Engine):
         return self._pool
 
     def run(self, job: Job, units: list[WorkUnit]) -> Iterator[dict[str, Any]]:
-        if self.workers <= 1 and not self.options.get("isolate_crashes"):
+        if self.workers <= 1 or len(units) <= 1:
             stages = job.stages()
             for unit in units:
                 yield job.process(unit, stages)
