@@ -99,8 +99,8 @@ def _rebuilt_rejects(manifest: dict[str, Any], config: BuildConfig, wanted: set[
     from echoforge.transforms.synthesize import Synthesize
 
     plan = manifest["plan"]
-    work = plan_work_units([i["uri"] for i in plan["inputs"]], plan["rows_per_unit"], plan["limit"],
-                           config.ingest.split)
+    work = plan_work_units([i["uri"] for i in manifest["inputs"]], plan["rows_per_unit"], plan["limit"],
+                           config.ingest.split, config.storage.options())
     stages = [Ingest(config), Speakable(config), Synthesize(config)]
     turns: list[Turn] = []
     for unit in work.units:
