@@ -265,11 +265,9 @@ def split_rows(ids: list[str], fit_fraction: float, seed: int = 0) -> set[str]:
 # --- the evaluation -----------------------------------------------------------------------
 
 def _make_tokenizer(config: BuildConfig, codebook: str | None):
-    from echoforge.backends.units import unit_tokenizers
+    from echoforge.backends.units import create_tokenizer
 
-    c = config.units
-    options = {"codebook": codebook or c.codebook, "model": c.model, "device": "cpu"}
-    tok = unit_tokenizers.create(c.tokenizer, **{k: v for k, v in options.items() if v is not None})
+    tok = create_tokenizer(config.units, **({"codebook": codebook} if codebook else {}), device="cpu")
     tok.setup()
     return tok
 

@@ -1,0 +1,157 @@
+"""HuBERT k-means tokenizer: one HuBERT layer's features at 50 Hz → the nearest k-means centre.
+
+The classic "semantic units" of unit vocoders and unit LMs. EchoX decodes its units with
+fairseq's unit HiFi-GAN trained on mHuBERT layer 11 + k-means 1000; ``units.hubert`` names the
+checkpoint (any ``transformers`` ``HubertModel``: a local directory, or a Hub id when online),
+the layer, the codebook (``fit-units`` fits one; ``import-kmeans`` converts a published
+fairseq/joblib file) and the vocoder that speaks the result.
+
+Layer ``L`` is the output of the L-th transformer layer, which is ``hidden_states[L]`` of a
+``transformers`` call and fairseq's ``extract_features(output_layer=L)``. Batches are padded
+after the convolutional front end, which runs per utterance (its group norm spans the whole
+utterance), so a batch gives the features each utterance gets alone.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from echoforge.audio import resample
+from echoforge.backends.units.base import KMeansCodebook, UnitTokenizer, torch_device, unit_tokenizers
+from echoforge.config import UnitsConfig
+from echoforge.errors import ConfigError, require
+from echoforge.io.files import sha256_file
+from echoforge.schemas.records import Units
+
+HUBERT_RATE = 16_000
+
+
+def _model_files(path: Path) -> list[Path]:
+    return sorted(p for p in path.iterdir() if p.suffix in (".safetensors", ".bin", ".json"))
+
+
+@unit_tokenizers.register("hubert-kmeans")
+class HubertKMeansTokenizer(UnitTokenizer):
+    """Audio → HuBERT layer ``layer`` features → index of the nearest codebook centre."""
+
+    name = "hubert-kmeans"
+    frame_rate = 50.0
+    sample_rate = HUBERT_RATE
+    uses_gpu = True
+
+    def __init__(self, model: str | None = None, layer: int = 11, codebook: str | None = None,
+                 normalize: bool | None = None, vocoder: str | None = None, device: str = "cpu",
+                 threads: int = 1):
+        self.model_path, self.layer, self.normalize, self.vocoder = model, layer, normalize, vocoder
+        self.codebook_path = Path(codebook) if codebook else None
+        self.device, self.threads = device, threads
+        self.codebook: KMeansCodebook | None = None
+        self._model = None
+        self._model_sha = ""
+
+    @classmethod
+    def from_config(cls, units: UnitsConfig, **overrides) -> HubertKMeansTokenizer:
+        h = units.hubert
+        options = {"model": h.model or units.model, "layer": h.layer, "codebook": h.codebook or units.codebook,
+                   "normalize": h.normalize, "vocoder": h.vocoder, "device": units.device, **overrides}
+        return cls(**options)
+
+    def setup(self) -> None:
+        if self.codebook_path is None:
+            raise ConfigError("the hubert-kmeans tokenizer needs units.hubert.codebook: a .npy codebook "
+                              "(echoforge fit-units, or echoforge import-kmeans for a fairseq/joblib file)")
+        self.codebook = KMeansCodebook.load(self.codebook_path)
+        self.codebook_size = self.codebook.size
+        self.setup_encoder()
+        dim = self._model.config.hidden_size
+        expected = dim if self.codebook.mean is None else self.codebook.mean.shape[0]
+        if expected != dim:
+            raise ConfigError(f"codebook {self.codebook_path.name} is for {expected}-dim features; "
+                              f"this HuBERT gives {dim}")
+        if self.codebook.mean is None and self.codebook.centroids.shape[1] != dim:
+            raise ConfigError(f"codebook {self.codebook_path.name} has {self.codebook.centroids.shape[1]}-dim "
+                              f"centres; this HuBERT gives {dim}-dim features")
+
+    def setup_encoder(self) -> None:
+        """Load the encoder alone (fitting a codebook needs no codebook)."""
+        torch = require("torch", "the hubert-kmeans tokenizer", "torch")
+        transformers = require("transformers", "the hubert-kmeans tokenizer", "torch")
+        if not self.model_path:
+            raise ConfigError("the hubert-kmeans tokenizer needs units.hubert.model: a HubertModel directory "
+                              "(save_pretrained) or a Hub id")
+        try:
+            model = transformers.HubertModel.from_pretrained(self.model_path)
+        except (OSError, ValueError) as exc:
+            raise ConfigError(f"units.hubert.model: cannot load a HubertModel from {self.model_path} "
+                              f"({str(exc).splitlines()[0]})") from None
+        n_layers = model.config.num_hidden_layers
+        if not 1 <= self.layer <= n_layers:
+            raise ConfigError(f"units.hubert.layer is {self.layer}, but this HuBERT has {n_layers} layers")
+        model.encoder.layers = model.encoder.layers[: self.layer]  # later layers are never needed
+        self._device = torch_device(self.device)
+        if self._device == "cpu" and self.threads:
+            torch.set_num_threads(self.threads)
+        self._model = model.eval().to(self._device)
+        self._torch = torch
+        if self.normalize is None:
+            self.normalize = self._preprocessor_normalizes()
+        local = Path(self.model_path)
+        self._model_sha = (sha256_file(local / "model.safetensors") if (local / "model.safetensors").exists()
+                           else "")
+
+    def _preprocessor_normalizes(self) -> bool:
+        config = Path(self.model_path) / "preprocessor_config.json"
+        return bool(json.loads(config.read_text()).get("do_normalize", False)) if config.exists() else False
+
+    def features_batch(self, audios: list[tuple[np.ndarray, int]]) -> list[np.ndarray]:
+        """Layer features (frames, dim) of each utterance, computed as one padded batch."""
+        torch, model = self._torch, self._model
+        with torch.no_grad():
+            fronts = []
+            for audio, rate in audios:
+                wav = resample(np.asarray(audio, dtype=np.float32), rate, HUBERT_RATE)
+                if self.normalize:
+                    wav = (wav - wav.mean()) / np.sqrt(wav.var() + 1e-7)
+                if len(wav) < 400:  # shorter than the receptive field of one frame
+                    wav = np.pad(wav, (0, 400 - len(wav)))
+                x = torch.from_numpy(np.ascontiguousarray(wav, dtype=np.float32))[None].to(self._device)
+                fronts.append(model.feature_extractor(x)[0].transpose(0, 1))  # (frames, conv_dim)
+            lengths = [len(f) for f in fronts]
+            padded = torch.nn.utils.rnn.pad_sequence(fronts, batch_first=True)
+            mask = torch.arange(padded.shape[1], device=self._device)[None, :] < torch.tensor(
+                lengths, device=self._device)[:, None]
+            hidden = model.feature_projection(padded)
+            if isinstance(hidden, tuple):  # some versions also return the normed conv features
+                hidden = hidden[0]
+            out = model.encoder(hidden, attention_mask=mask if len(audios) > 1 else None).last_hidden_state
+            return [out[i, :n].float().cpu().numpy() for i, n in enumerate(lengths)]
+
+    def features(self, audio: np.ndarray, sample_rate: int) -> np.ndarray:
+        """Layer features (frames, dim) at 50 Hz."""
+        return self.features_batch([(audio, sample_rate)])[0]
+
+    def encode_batch(self, audios: list[tuple[np.ndarray, int]]) -> list[Units]:
+        return [Units(self.codebook.assign(f)[None, :], self.frame_rate, self.codebook_size, self.tag)
+                for f in self.features_batch(audios)]
+
+    def encode(self, audio: np.ndarray, sample_rate: int) -> Units:
+        return self.encode_batch([(audio, sample_rate)])[0]
+
+    @property
+    def tag(self) -> str:
+        return f"{self.name}:L{self.layer}:k{self.codebook.size}:{self.codebook.sha256[:12]}"
+
+    def identity(self) -> dict[str, str]:
+        ident = {
+            "tokenizer": self.tag,
+            "tokenizer_encoder": f"{self.model_path} layer {self.layer}"
+                                 + (f" sha256:{self._model_sha}" if self._model_sha else ""),
+            "tokenizer_codebook": f"{self.codebook_path.name} sha256:{self.codebook.sha256}",
+        }
+        vocoder = self.vocoder or self.codebook.provenance.get("vocoder")
+        if vocoder:
+            ident["tokenizer_vocoder"] = vocoder
+        return ident
