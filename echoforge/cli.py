@@ -205,14 +205,19 @@ def _phase_bars():
               help="Share of the rows that fit the MFCC baseline (the rest are scored).")
 @click.option("--no-baseline", is_flag=True, help="Skip the MFCC + k-means baseline.")
 @click.option("--no-alignment", is_flag=True, help="Skip the check of word starts against Whisper.")
+@click.option("--ctc-aligner", type=click.Choice(["hama", "wav2vec2", "none"]), default="hama", show_default=True,
+              help="CTC forced aligner whose word starts are compared with the synthesiser's.")
+@click.option("--ctc-model", help="Wav2Vec2ForCTC checkpoint (directory or Hub id) for --ctc-aligner wav2vec2.")
 @user_errors
-def eval_units(directory, as_json, limit, codebook, baseline_k, fit_fraction, no_baseline, no_alignment):
+def eval_units(directory, as_json, limit, codebook, baseline_k, fit_fraction, no_baseline, no_alignment,
+               ctc_aligner, ctc_model):
     """Measure the units of a built corpus: PNMI and purity against phone labels from the
     synthesiser, codebook usage, unit rates, an MFCC + k-means baseline, and word alignment."""
     from echoforge.evaluation.units import evaluate_units, report_lines
 
     report = evaluate_units(directory, limit=limit, codebook=codebook, baseline=not no_baseline,
                             baseline_k=baseline_k, fit_fraction=fit_fraction, alignment=not no_alignment,
+                            ctc_aligner=None if ctc_aligner == "none" else ctc_aligner, ctc_model=ctc_model,
                             progress=_phase_bars())
     _echo_report(report, as_json, report_lines)
 

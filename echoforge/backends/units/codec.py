@@ -33,6 +33,7 @@ class TransformersCodec:
         torch = require("torch", f"the {kind} tokenizer", "torch")
         transformers = require("transformers", f"the {kind} tokenizer", "torch")
         cls = {"encodec": transformers.EncodecModel, "mimi": transformers.MimiModel}[kind]
+        transformers.utils.logging.disable_progress_bar()
         try:
             model = cls.from_pretrained(path)
         except (OSError, ValueError) as exc:

@@ -7,19 +7,19 @@ the layer, the codebook (``fit-units`` fits one; ``import-kmeans`` converts a pu
 fairseq/joblib file) and the vocoder that speaks the result.
 
 Layer ``L`` is the output of the L-th transformer layer, which is ``hidden_states[L]`` of a
-``transformers`` call and fairseq's ``extract_features(output_layer=L)``. Batches are padded
-after the convolutional front end, which runs per utterance (its group norm spans the whole
-utterance), so a batch gives the features each utterance gets alone.
+``transformers`` call and fairseq's ``extract_features(output_layer=L)``; the layers after it
+are dropped at load. Batches are padded as :mod:`echoforge.backends.speech_encoders` says, so
+a batch gives the features each utterance gets alone.
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 
 from echoforge.audio import resample
+from echoforge.backends.speech_encoders import normalized, padded_encoder_states, preprocessor_normalizes
 from echoforge.backends.units.base import KMeansCodebook, UnitTokenizer, torch_device, unit_tokenizers
 from echoforge.config import UnitsConfig
 from echoforge.errors import ConfigError, require
@@ -82,6 +82,7 @@ class HubertKMeansTokenizer(UnitTokenizer):
         if not self.model_path:
             raise ConfigError("the hubert-kmeans tokenizer needs units.hubert.model: a HubertModel directory "
                               "(save_pretrained) or a Hub id")
+        transformers.utils.logging.disable_progress_bar()
         try:
             model = transformers.HubertModel.from_pretrained(self.model_path)
         except (OSError, ValueError) as exc:
@@ -95,39 +96,19 @@ class HubertKMeansTokenizer(UnitTokenizer):
         if self._device == "cpu" and self.threads:
             torch.set_num_threads(self.threads)
         self._model = model.eval().to(self._device)
-        self._torch = torch
         if self.normalize is None:
-            self.normalize = self._preprocessor_normalizes()
+            self.normalize = preprocessor_normalizes(self.model_path)
         local = Path(self.model_path)
         self._model_sha = (sha256_file(local / "model.safetensors") if (local / "model.safetensors").exists()
                            else "")
 
-    def _preprocessor_normalizes(self) -> bool:
-        config = Path(self.model_path) / "preprocessor_config.json"
-        return bool(json.loads(config.read_text()).get("do_normalize", False)) if config.exists() else False
-
     def features_batch(self, audios: list[tuple[np.ndarray, int]]) -> list[np.ndarray]:
         """Layer features (frames, dim) of each utterance, computed as one padded batch."""
-        torch, model = self._torch, self._model
-        with torch.no_grad():
-            fronts = []
-            for audio, rate in audios:
-                wav = resample(np.asarray(audio, dtype=np.float32), rate, HUBERT_RATE)
-                if self.normalize:
-                    wav = (wav - wav.mean()) / np.sqrt(wav.var() + 1e-7)
-                if len(wav) < 400:  # shorter than the receptive field of one frame
-                    wav = np.pad(wav, (0, 400 - len(wav)))
-                x = torch.from_numpy(np.ascontiguousarray(wav, dtype=np.float32))[None].to(self._device)
-                fronts.append(model.feature_extractor(x)[0].transpose(0, 1))  # (frames, conv_dim)
-            lengths = [len(f) for f in fronts]
-            padded = torch.nn.utils.rnn.pad_sequence(fronts, batch_first=True)
-            mask = torch.arange(padded.shape[1], device=self._device)[None, :] < torch.tensor(
-                lengths, device=self._device)[:, None]
-            hidden = model.feature_projection(padded)
-            if isinstance(hidden, tuple):  # some versions also return the normed conv features
-                hidden = hidden[0]
-            out = model.encoder(hidden, attention_mask=mask if len(audios) > 1 else None).last_hidden_state
-            return [out[i, :n].float().cpu().numpy() for i, n in enumerate(lengths)]
+        waves = []
+        for audio, rate in audios:
+            wav = resample(np.asarray(audio, dtype=np.float32), rate, HUBERT_RATE)
+            waves.append(normalized(wav) if self.normalize else wav)
+        return [s.float().cpu().numpy() for s in padded_encoder_states(self._model, waves, self._device)]
 
     def features(self, audio: np.ndarray, sample_rate: int) -> np.ndarray:
         """Layer features (frames, dim) at 50 Hz."""
