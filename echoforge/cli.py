@@ -222,6 +222,38 @@ def eval_units(directory, as_json, limit, codebook, baseline_k, fit_fraction, no
     _echo_report(report, as_json, report_lines)
 
 
+@main.command("decode-units")
+@click.argument("directory", type=click.Path(exists=True, file_okay=False))
+@click.option("--output", "-o", required=True, type=click.Path(file_okay=False), help="Directory for the WAV files.")
+@click.option("--rows", type=click.IntRange(min=1), help="Decode only the first N rows.")
+@click.option("--model", help="The codec checkpoint, where it is not at the path the build used.")
+@click.option("--device", type=click.Choice(["cpu", "cuda", "auto"]), default="cpu", show_default=True)
+@user_errors
+def decode_units(directory, output, rows, model, device):
+    """Decode a corpus's codec units (encodec, mimi) back into audio, one WAV per row."""
+    from echoforge.commands.decode_units import decode_units as run
+
+    report = run(directory, output, rows=rows, model=model, device=device)
+    click.echo(f"wrote {report['rows']} WAV files ({report['seconds']:.1f} s at {report['sample_rate']} Hz) "
+               f"of {report['tokenizer']} units to {output}")
+
+
+@main.command("import-kmeans")
+@click.argument("path", type=click.Path(exists=True, dir_okay=False))
+@click.option("--sha256", required=True, help="The file's full sha256: nothing else is loaded.")
+@click.option("--output", "-o", required=True, type=click.Path(dir_okay=False), help="Codebook .npy to write.")
+@click.option("--vocoder", help="The unit vocoder that speaks these units (recorded with every build).")
+@click.option("--layer", type=click.IntRange(min=1), help="The HuBERT layer the k-means was fitted on.")
+@user_errors
+def import_kmeans(path, sha256, output, vocoder, layer):
+    """Convert a fairseq/joblib scikit-learn k-means file into a plain .npy codebook, safely."""
+    from echoforge.backends.units.kmeans_import import import_kmeans as run
+
+    codebook = run(path, sha256, vocoder=vocoder, layer=layer)
+    codebook.save(output)
+    click.echo(f"wrote {output}: {codebook.size} centres of dimension {codebook.centroids.shape[1]}")
+
+
 @main.command("fit-unit-lm")
 @click.argument("directory", type=click.Path(exists=True, file_okay=False))
 @click.option("--output", "-o", required=True, type=click.Path(dir_okay=False), help="sentencepiece model to write.")

@@ -1,0 +1,1 @@
+"""Application commands over finished builds (above the pipeline; the CLI calls these)."""
