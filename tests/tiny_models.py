@@ -48,13 +48,15 @@ def save_encodec(path: Path) -> Path:
     config = EncodecConfig(num_filters=4, hidden_size=16, codebook_dim=16, codebook_size=64, num_lstm_layers=1,
                            target_bandwidths=[1.5, 3.0], upsampling_ratios=[8, 5, 4, 2])
     model = EncodecModel(config).eval()
-    # as k-means initialisation would: each codebook from frames of some audio (and their residuals)
+    # random codebook entries spread like the encoder's frames (and their residuals), so that
+    # frames differ in their codes and no two entries tie
+    gen = torch.Generator().manual_seed(0)
     with torch.no_grad():
-        residual = model.encoder(torch.from_numpy(speechlike(3.0, 24_000))[None, None])  # (1, 16, T)
+        residual = model.encoder(torch.from_numpy(speechlike(3.0, 24_000, seed=7))[None, None])  # (1, 16, T)
         for layer in model.quantizer.layers:
             frames = residual[0].T
-            frames = frames[frames.norm(dim=1) > 1e-6]  # not the frames an earlier codebook holds exactly
-            layer.codebook.embed.copy_(frames[torch.randperm(len(frames), generator=torch.Generator().manual_seed(0))[:64]])
+            entries = frames.mean(0) + torch.randn(64, frames.shape[1], generator=gen) * frames.std(0)
+            layer.codebook.embed.copy_(entries)
             residual = residual - layer.decode(layer.encode(residual))
     model.save_pretrained(path)
     return path

@@ -22,6 +22,9 @@ from echoforge.io.files import sha256_file
 from echoforge.schemas.records import Units
 
 
+SHORT_FRAMES = 16  # inputs shorter than this run alone where the codec pads by reflection
+
+
 def is_transformers_checkpoint(path: str | None) -> bool:
     return bool(path) and (Path(path) / "config.json").is_file()
 
@@ -51,6 +54,7 @@ class TransformersCodec:
             self.max_codebooks = int(c.num_quantizers)
             self.min_codebooks = int(c.num_semantic_quantizers)
         self.kind, self.torch = kind, torch
+        self.reflects = getattr(c, "pad_mode", "constant") == "reflect"
         self.sample_rate = int(c.sampling_rate)
         self.frame_rate = float(self.sample_rate / self.hop)
         self.codebook_size = int(c.codebook_size)
@@ -63,8 +67,15 @@ class TransformersCodec:
 
     def encode_batch(self, waves: list[np.ndarray], num_codebooks: int) -> list[np.ndarray]:
         """(num_codebooks, ceil(samples / hop)) int32 codes of each waveform at the codec's rate."""
-        torch = self.torch
         frames = [max(1, -(-len(w) // self.hop)) for w in waves]
+        if self.reflects and len(waves) > 1 and min(frames) < SHORT_FRAMES:
+            # reflect padding mirrors what follows a very short input, so padding would change it
+            short = {i for i, n in enumerate(frames) if n < SHORT_FRAMES}
+            long = [i for i in range(len(waves)) if i not in short]
+            done = dict(zip(long, self.encode_batch([waves[i] for i in long], num_codebooks) if long else []))
+            done.update({i: self.encode_batch([waves[i]], num_codebooks)[0] for i in short})
+            return [done[i] for i in range(len(waves))]
+        torch = self.torch
         x = np.zeros((len(waves), 1, max(frames) * self.hop), dtype=np.float32)
         for i, w in enumerate(waves):
             x[i, 0, : len(w)] = w
@@ -106,6 +117,7 @@ class CodecTokenizer(UnitTokenizer):
         if codebook is not None:
             raise ConfigError(f"the {self.name} tokenizer has its own codebooks: leave units.codebook unset")
         self.model_path = model
+        self.asked_codebooks = num_codebooks
         self.num_codebooks = int(num_codebooks or self.default_codebooks)
         self.device, self.threads = device, threads
         self.codec: TransformersCodec | None = None
@@ -130,6 +142,8 @@ class CodecTokenizer(UnitTokenizer):
         self._sha = self.codec.sha256
 
     def _check_codebooks(self, most: int, least: int = 1) -> None:
+        if self.asked_codebooks is None:
+            self.num_codebooks = min(self.default_codebooks, most)
         if not least <= self.num_codebooks <= most:
             raise ConfigError(f"units.{self.name}.num_codebooks is {self.num_codebooks}; this model has "
                               f"{most} codebooks" + (f" and needs at least {least}" if least > 1 else ""))
