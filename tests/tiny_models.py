@@ -76,3 +76,22 @@ def save_mimi(path: Path) -> Path:
     _spread_codebooks(model, 0.3)
     model.save_pretrained(path)
     return path
+
+
+def save_wav2vec2_ctc(path: Path) -> Path:
+    """A tiny Wav2Vec2ForCTC with a character CTC tokenizer (blank = <pad>, words split by |)."""
+    import json
+
+    import torch
+    from transformers import Wav2Vec2Config, Wav2Vec2CTCTokenizer, Wav2Vec2ForCTC
+
+    path.mkdir(parents=True, exist_ok=True)
+    vocab = {"<pad>": 0, "<unk>": 1, "|": 2, "'": 3, **{chr(ord("A") + i): 4 + i for i in range(26)}}
+    (path / "vocab.json").write_text(json.dumps(vocab))
+    Wav2Vec2CTCTokenizer(str(path / "vocab.json")).save_pretrained(path)
+    torch.manual_seed(0)
+    config = Wav2Vec2Config(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+                            conv_dim=(16,) * 7, num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=2,
+                            vocab_size=len(vocab), pad_token_id=0)
+    Wav2Vec2ForCTC(config).eval().save_pretrained(path)
+    return path
