@@ -21,9 +21,9 @@ def codec(request, tmp_path_factory):
     return name, path
 
 
-def _tokenizer(name, path, **section):
+def _tokenizer(name, path, pad_batches=None, **section):
     units = parse_config({"units": {"tokenizer": name, name: {"model": str(path), **section}}}).units
-    tok = create_tokenizer(units)
+    tok = create_tokenizer(units, pad_batches=pad_batches)
     tok.setup()
     return tok
 
@@ -45,7 +45,8 @@ def test_shapes_rates_and_determinism(codec):
 
 def test_a_padded_batch_equals_one_at_a_time(codec):
     name, path = codec
-    tok = _tokenizer(name, path, num_codebooks=CODECS[name][2])
+    assert _tokenizer(name, path).pad_batches is False  # on CPU, one at a time unless asked
+    tok = _tokenizer(name, path, pad_batches=True, num_codebooks=CODECS[name][2])
     audios = [(speechlike(s, 24_000, seed=i), 24_000) for i, s in enumerate((1.9, 0.3, 1.234, 0.01))]
     batch = tok.encode_batch(audios)
     for (audio, rate), batched in zip(audios, batch):

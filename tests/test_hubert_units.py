@@ -27,11 +27,11 @@ def codebook(tmp_path_factory):
     return path
 
 
-def _tokenizer(model_dir, codebook, **options):
+def _tokenizer(model_dir, codebook, pad_batches=None, **options):
     units = parse_config({"units": {"tokenizer": "hubert-kmeans",
                                     "hubert": {"model": str(model_dir), "layer": 2, "codebook": str(codebook),
                                                **options}}}).units
-    tok = create_tokenizer(units)
+    tok = create_tokenizer(units, pad_batches=pad_batches)
     tok.setup()
     return tok
 
@@ -64,7 +64,8 @@ def test_units_rate_size_and_determinism(model_dir, codebook):
 
 
 def test_a_padded_batch_equals_one_at_a_time(model_dir, codebook):
-    tok = _tokenizer(model_dir, codebook)
+    assert _tokenizer(model_dir, codebook).pad_batches is False  # on CPU, one at a time unless asked
+    tok = _tokenizer(model_dir, codebook, pad_batches=True)
     audios = [(speechlike(s, 16_000, seed=i), 16_000) for i, s in enumerate((1.7, 0.4, 1.05, 0.02))]
     batch = tok.features_batch(audios)
     for (audio, rate), feats in zip(audios, batch):

@@ -133,8 +133,8 @@ class Wav2Vec2Aligner(CTCAligner):
     name = "wav2vec2"
     uses_gpu = True
 
-    def __init__(self, model: str | None = None, device: str = "cpu"):
-        self.model_path, self.device = model, device
+    def __init__(self, model: str | None = None, device: str = "cpu", pad_batches: bool | None = None):
+        self.model_path, self.device, self.pad_batches = model, device, pad_batches
 
     def setup(self) -> None:
         transformers = require("transformers", "the wav2vec2 CTC aligner", "torch")
@@ -151,6 +151,8 @@ class Wav2Vec2Aligner(CTCAligner):
                               f"({str(exc).splitlines()[0]})") from None
         self._device = torch_device(self.device)
         self._model = model.eval().to(self._device)
+        if self.pad_batches is None:
+            self.pad_batches = self._device == "cuda"
         vocab = tokenizer.get_vocab()
         self._index = dict(vocab)
         self.blank = int(tokenizer.pad_token_id)
@@ -160,8 +162,11 @@ class Wav2Vec2Aligner(CTCAligner):
         self._normalize = preprocessor_normalizes(self.model_path)
 
     def emissions_batch(self, waves: list[np.ndarray]) -> list[np.ndarray]:
+        """One padded batch on a GPU (or with ``pad_batches``), one at a time otherwise."""
         import torch
 
+        if len(waves) > 1 and not self.pad_batches:
+            return [self.emissions_batch([w])[0] for w in waves]
         waves = [normalized(w) if self._normalize else w for w in waves]
         states = padded_encoder_states(self._model.wav2vec2, waves, self._device)
         with torch.no_grad():

@@ -113,13 +113,13 @@ class CodecTokenizer(UnitTokenizer):
     default_codebooks = 8
 
     def __init__(self, model: str | None = None, num_codebooks: int | None = None, device: str = "cpu",
-                 threads: int = 1, codebook: str | None = None):
+                 threads: int = 1, codebook: str | None = None, pad_batches: bool | None = None):
         if codebook is not None:
             raise ConfigError(f"the {self.name} tokenizer has its own codebooks: leave units.codebook unset")
         self.model_path = model
         self.asked_codebooks = num_codebooks
         self.num_codebooks = int(num_codebooks or self.default_codebooks)
-        self.device, self.threads = device, threads
+        self.device, self.threads, self.pad_batches = device, threads, pad_batches
         self.codec: TransformersCodec | None = None
 
     @classmethod
@@ -140,6 +140,8 @@ class CodecTokenizer(UnitTokenizer):
         self.sample_rate, self.frame_rate = self.codec.sample_rate, self.codec.frame_rate
         self.codebook_size = self.codec.codebook_size
         self._sha = self.codec.sha256
+        if self.pad_batches is None:
+            self.pad_batches = self.codec.device == "cuda"
 
     def _check_codebooks(self, most: int, least: int = 1) -> None:
         if self.asked_codebooks is None:
@@ -149,6 +151,10 @@ class CodecTokenizer(UnitTokenizer):
                               f"{most} codebooks" + (f" and needs at least {least}" if least > 1 else ""))
 
     def encode_batch(self, audios: list[tuple[np.ndarray, int]]) -> list[Units]:
+        """One padded batch on a GPU (or with ``pad_batches``), one at a time otherwise (a padded
+        batch is slower on CPU: docs/units.md)."""
+        if len(audios) > 1 and not self.pad_batches:
+            return [self.encode_batch([a])[0] for a in audios]
         waves = [resample(np.asarray(a, dtype=np.float32), sr, self.sample_rate) for a, sr in audios]
         return [Units(c, self.frame_rate, self.codebook_size, self.tag)
                 for c in self.codec.encode_batch(waves, self.num_codebooks)]

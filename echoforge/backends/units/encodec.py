@@ -115,11 +115,12 @@ class EncodecTokenizer(CodecTokenizer):
     name = "encodec"
 
     def __init__(self, model: str | None = None, num_codebooks: int | None = None, device: str = "cpu",
-                 threads: int = 1, codebook: str | None = None):
+                 threads: int = 1, codebook: str | None = None, pad_batches: bool | None = None):
         base, _, n = (model or "").partition("#")
         if n and not n.isdigit():
             raise ConfigError(f"units.model '{model}': the part after '#' must be a number of codebooks")
-        super().__init__(base or None, num_codebooks or (int(n) if n else None), device, threads, codebook)
+        super().__init__(base or None, num_codebooks or (int(n) if n else None), device, threads, codebook,
+                         pad_batches)
         self._model = None
         self._sha = ""
 

@@ -44,10 +44,10 @@ class HubertKMeansTokenizer(UnitTokenizer):
 
     def __init__(self, model: str | None = None, layer: int = 11, codebook: str | None = None,
                  normalize: bool | None = None, vocoder: str | None = None, device: str = "cpu",
-                 threads: int = 1):
+                 threads: int = 1, pad_batches: bool | None = None):
         self.model_path, self.layer, self.normalize, self.vocoder = model, layer, normalize, vocoder
         self.codebook_path = Path(codebook) if codebook else None
-        self.device, self.threads = device, threads
+        self.device, self.threads, self.pad_batches = device, threads, pad_batches
         self.codebook: KMeansCodebook | None = None
         self._model = None
         self._model_sha = ""
@@ -96,6 +96,8 @@ class HubertKMeansTokenizer(UnitTokenizer):
         if self._device == "cpu" and self.threads:
             torch.set_num_threads(self.threads)
         self._model = model.eval().to(self._device)
+        if self.pad_batches is None:
+            self.pad_batches = self._device == "cuda"
         if self.normalize is None:
             self.normalize = preprocessor_normalizes(self.model_path)
         local = Path(self.model_path)
@@ -103,7 +105,10 @@ class HubertKMeansTokenizer(UnitTokenizer):
                            else "")
 
     def features_batch(self, audios: list[tuple[np.ndarray, int]]) -> list[np.ndarray]:
-        """Layer features (frames, dim) of each utterance, computed as one padded batch."""
+        """Layer features (frames, dim) of each utterance: one padded batch on a GPU (or with
+        ``pad_batches``), one at a time otherwise (a padded batch is slower on CPU: docs/units.md)."""
+        if len(audios) > 1 and not self.pad_batches:
+            return [self.features_batch([a])[0] for a in audios]
         waves = []
         for audio, rate in audios:
             wav = resample(np.asarray(audio, dtype=np.float32), rate, HUBERT_RATE)
