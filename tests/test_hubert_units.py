@@ -98,7 +98,7 @@ def test_configuration_errors_name_the_field(model_dir, codebook, tmp_path):
         unit_tokenizers.create("hubert-kmeans", model=str(tmp_path), codebook=str(codebook)).setup()
     wrong = tmp_path / "k4-dim8.npy"
     KMeansCodebook(np.zeros((4, 8), np.float32), {}, "").save(wrong)
-    with pytest.raises(ConfigError, match="8-dim centres"):
+    with pytest.raises(ConfigError, match="is for 8-dim features; this HuBERT gives 32"):
         _tokenizer(model_dir, wrong)
 
 

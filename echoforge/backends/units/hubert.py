@@ -67,13 +67,11 @@ class HubertKMeansTokenizer(UnitTokenizer):
         self.codebook_size = self.codebook.size
         self.setup_encoder()
         dim = self._model.config.hidden_size
-        expected = dim if self.codebook.mean is None else self.codebook.mean.shape[0]
+        cb = self.codebook
+        expected = cb.centroids.shape[1] if cb.mean is None else cb.mean.shape[0]
         if expected != dim:
-            raise ConfigError(f"codebook {self.codebook_path.name} is for {expected}-dim features; "
-                              f"this HuBERT gives {dim}")
-        if self.codebook.mean is None and self.codebook.centroids.shape[1] != dim:
-            raise ConfigError(f"codebook {self.codebook_path.name} has {self.codebook.centroids.shape[1]}-dim "
-                              f"centres; this HuBERT gives {dim}-dim features")
+            raise ConfigError(f"units.hubert.codebook {self.codebook_path.name} is for {expected}-dim features; "
+                              f"this HuBERT gives {dim}-dim features")
 
     def setup_encoder(self) -> None:
         """Load the encoder alone (fitting a codebook needs no codebook)."""
