@@ -113,3 +113,31 @@ def test_fit_units_fits_a_codebook_for_hubert(model_dir, cache_env, tmp_path):
     tok = _tokenizer(model_dir, path)
     units = tok.encode(speechlike(1.0), 16_000)
     assert units.codebook_size == 8 and len(np.unique(units.codes)) > 1
+
+
+def test_the_tokenize_stage_batches_and_rejects_only_the_bad_turn(model_dir, codebook):
+    from echoforge.schemas.records import Speech, Turn
+    from echoforge.transforms.tokenize import Tokenize
+
+    config = parse_config({"units": {"tokenizer": "hubert-kmeans", "device": "auto",
+                                     "hubert": {"model": str(model_dir), "layer": 2, "codebook": str(codebook)}}})
+    stage = Tokenize(config)
+    assert stage.resources.num_gpus == 1.0  # device auto: the engine places it on a GPU where there is one
+    stage.ensure_setup()
+
+    def turn(i, audio):
+        return Turn(id=f"t{i}", source="s", source_position=f"s:{i}", conversation_id=f"c{i}", turn_index=0,
+                    history=[], question_text="q", answer_text="a",
+                    answer_speech=Speech(audio, 16_000, "joe", 1.0))
+
+    good = [turn(i, speechlike(0.5 + i / 4, seed=i)) for i in range(3)]
+    kept, rejected = stage.process(good)
+    assert [t.id for t in kept] == ["t0", "t1", "t2"] and rejected == []
+    for t in kept:
+        one = stage.tokenizer.encode(t.answer_speech.audio, 16_000)
+        np.testing.assert_array_equal(t.answer_units.codes, one.codes)
+    kept, rejected = stage.process(good[:1] + [turn(9, np.full(8000, np.nan, np.float32))] + good[1:])
+    assert [t.id for t in kept] == ["t0", "t1", "t2"]
+    assert [(r.id, r.stage, r.reason) for r in rejected] == [("t9", "tokenize", "bad_audio")]
+    cpu = Tokenize(config.with_overrides(units={"device": "cpu"}))
+    assert cpu.resources.num_gpus == 0.0

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import logging
 
+import numpy as np
+
 from echoforge.backends.units import create_tokenizer
 from echoforge.config import BuildConfig
 from echoforge.schemas.records import Reject, Turn, Units
-from echoforge.transforms.base import Resources, Stage
+from echoforge.transforms.base import Resources, Stage, StageReject
 
 log = logging.getLogger(__name__)
 
@@ -41,8 +43,10 @@ class Tokenize(Stage[Turn]):
         return ident
 
     def process(self, batch: list[Turn]) -> tuple[list[Turn], list[Reject]]:
-        """One padded batch through the tokenizer; if it fails, each turn alone (so that one bad
-        turn becomes a reject and the rest are kept)."""
+        """One batch through the tokenizer; if a turn's audio is bad or the batch fails, each turn
+        alone (so that one bad turn becomes a reject and the rest are kept)."""
+        if not all(np.isfinite(t.answer_speech.audio).all() for t in batch):
+            return super().process(batch)
         try:
             units = self.tokenizer.encode_batch([(t.answer_speech.audio, t.answer_speech.sample_rate) for t in batch])
         except Exception:  # noqa: BLE001 - find the turn that fails below
@@ -52,6 +56,8 @@ class Tokenize(Stage[Turn]):
 
     def process_one(self, turn: Turn) -> Turn:
         speech = turn.answer_speech
+        if not np.isfinite(speech.audio).all():
+            raise StageReject("bad_audio", "the answer audio has non-finite samples")
         return self._with_units(turn, self.tokenizer.encode(speech.audio, speech.sample_rate))
 
     def _with_units(self, turn: Turn, units: Units) -> Turn:
