@@ -256,16 +256,53 @@ def _phase_bars():
               help="Share of the rows that fit the MFCC baseline (the rest are scored).")
 @click.option("--no-baseline", is_flag=True, help="Skip the MFCC + k-means baseline.")
 @click.option("--no-alignment", is_flag=True, help="Skip the check of word starts against Whisper.")
+@click.option("--ctc-aligner", type=click.Choice(["hama", "wav2vec2", "none"]), default="hama", show_default=True,
+              help="CTC forced aligner whose word starts are compared with the synthesiser's.")
+@click.option("--ctc-model", help="Wav2Vec2ForCTC checkpoint (directory or Hub id) for --ctc-aligner wav2vec2.")
 @user_errors
-def eval_units(directory, as_json, limit, codebook, baseline_k, fit_fraction, no_baseline, no_alignment):
+def eval_units(directory, as_json, limit, codebook, baseline_k, fit_fraction, no_baseline, no_alignment,
+               ctc_aligner, ctc_model):
     """Measure the units of a built corpus: PNMI and purity against phone labels from the
     synthesiser, codebook usage, unit rates, an MFCC + k-means baseline, and word alignment."""
     from echoforge.evaluation.units import evaluate_units, report_lines
 
     report = evaluate_units(directory, limit=limit, codebook=codebook, baseline=not no_baseline,
                             baseline_k=baseline_k, fit_fraction=fit_fraction, alignment=not no_alignment,
+                            ctc_aligner=None if ctc_aligner == "none" else ctc_aligner, ctc_model=ctc_model,
                             progress=_phase_bars())
     _echo_report(report, as_json, report_lines)
+
+
+@main.command("decode-units")
+@click.argument("directory", type=click.Path(exists=True, file_okay=False))
+@click.option("--output", "-o", required=True, type=click.Path(file_okay=False), help="Directory for the WAV files.")
+@click.option("--rows", type=click.IntRange(min=1), help="Decode only the first N rows.")
+@click.option("--model", help="The codec checkpoint, where it is not at the path the build used.")
+@click.option("--device", type=click.Choice(["cpu", "cuda", "auto"]), default="cpu", show_default=True)
+@user_errors
+def decode_units(directory, output, rows, model, device):
+    """Decode a corpus's codec units (encodec, mimi) back into audio, one WAV per row."""
+    from echoforge.commands.decode_units import decode_units as run
+
+    report = run(directory, output, rows=rows, model=model, device=device)
+    click.echo(f"wrote {report['rows']} WAV files ({report['seconds']:.1f} s at {report['sample_rate']} Hz) "
+               f"of {report['tokenizer']} units to {output}")
+
+
+@main.command("import-kmeans")
+@click.argument("path", type=click.Path(exists=True, dir_okay=False))
+@click.option("--sha256", required=True, help="The file's full sha256: nothing else is loaded.")
+@click.option("--output", "-o", required=True, type=click.Path(dir_okay=False), help="Codebook .npy to write.")
+@click.option("--vocoder", help="The unit vocoder that speaks these units (recorded with every build).")
+@click.option("--layer", type=click.IntRange(min=1), help="The HuBERT layer the k-means was fitted on.")
+@user_errors
+def import_kmeans(path, sha256, output, vocoder, layer):
+    """Convert a fairseq/joblib scikit-learn k-means file into a plain .npy codebook, safely."""
+    from echoforge.backends.units.kmeans_import import import_kmeans as run
+
+    codebook = run(path, sha256, vocoder=vocoder, layer=layer)
+    codebook.save(output)
+    click.echo(f"wrote {output}: {codebook.size} centres of dimension {codebook.centroids.shape[1]}")
 
 
 @main.command("fit-unit-lm")

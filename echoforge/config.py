@@ -106,6 +106,23 @@ class SynthesisConfig(Section):
         return self
 
 
+class HubertUnitsConfig(Section):
+    """``units.hubert``: a HuBERT-family encoder layer + a k-means codebook (``hubert-kmeans``)."""
+
+    model: str | None = None  # transformers HubertModel directory or Hub id
+    layer: int = Field(11, ge=1)  # output of this transformer layer (1 = first); EchoX: 11
+    codebook: str | None = None  # plain .npy codebook (fit-units, or import-kmeans from joblib)
+    normalize: bool | None = None  # zero-mean unit-variance input; None: the model's preprocessor_config
+    vocoder: str | None = None  # the unit vocoder that speaks these units, recorded with the build
+
+
+class CodecUnitsConfig(Section):
+    """``units.encodec`` / ``units.mimi``: a neural codec's residual-VQ codes."""
+
+    model: str | None = None  # local checkpoint (transformers directory, or for encodec a .th file) or Hub id
+    num_codebooks: int | None = Field(None, ge=1, le=32)  # None: encodec 8, mimi 8
+
+
 class UnitsConfig(Section):
     tokenizer: str = "whisper-kmeans"
     codebook: str | None = None  # path to a codebook .npy; default: the packaged one
@@ -113,6 +130,9 @@ class UnitsConfig(Section):
     device: Literal["cpu", "cuda", "auto"] = "cpu"
     batch_size: int = Field(8, ge=1)
     unit_lm: str | None = None  # sentencepiece model over deduplicated units
+    hubert: HubertUnitsConfig = HubertUnitsConfig()
+    encodec: CodecUnitsConfig = CodecUnitsConfig()
+    mimi: CodecUnitsConfig = CodecUnitsConfig()
 
 
 class GateConfig(Section):

@@ -181,6 +181,10 @@ def test_evaluate_units_on_a_tiny_corpus(corpus):
     assert report["baseline_k"] == 16
     assert report["alignment_words_matched"] > 0.5 * report["alignment_words_total"]
     assert report["alignment_median_start_error_ms"] < 150
+    assert report["ctc_aligner"].startswith("hama phoneme CTC")  # on by default
+    assert report["ctc_words_total"] == sum(len(r.words) for r in read_corpus(corpus)[2])
+    assert report["ctc_words_matched"] >= 0.9 * report["ctc_words_total"]
+    assert report["ctc_median_start_error_ms"] <= 50 and 0.5 <= report["ctc_within_100ms"] <= 1.0
 
 
 def test_real_units_carry_more_phone_information_than_random_labels(corpus):
@@ -209,6 +213,10 @@ def test_eval_units_command(corpus):
     assert report["rows"] == 4 and report["rows_fit_baseline"] == 2
     assert {"tokenizer", "pnmi", "phone_purity", "baseline_mfcc_pnmi"} <= set(report)
     assert "alignment_median_start_error_ms" not in report
+    assert report["ctc_words_matched"] > 0
+    without = CliRunner().invoke(main, ["eval-units", str(corpus), "--json", "--limit", "2", "--no-baseline",
+                                        "--no-alignment", "--ctc-aligner", "none"])
+    assert without.exit_code == 0 and not any(k.startswith("ctc_") for k in json.loads(without.stdout))
     text = CliRunner().invoke(main, ["eval-units", str(corpus), "--limit", "3", "--no-baseline", "--no-alignment"])
     assert text.exit_code == 0, text.output
     assert "PNMI" in text.stdout and "MFCC" not in text.stdout

@@ -21,6 +21,8 @@ Figures (see docs/units.md):
 * ``alignment_*``: our word starts (the ``alignment`` column, from phoneme durations) against
   Whisper's word timestamps on the same audio, words matched by sequence alignment of their
   normalised text.
+* ``ctc_*``: the word starts a CTC forced aligner (``echoforge.backends.aligners``) finds in the
+  stored audio for the same words, against the ``alignment`` column.
 
 Phone labels: Piper's phoneme symbols, with stress marks, word-boundary spaces and
 punctuation dropped (frames whose centre falls in them, or in a pause, carry no label and are
@@ -147,19 +149,21 @@ def match_word_starts(ours: list[tuple[str, float]], theirs: list[tuple[str, flo
     return pairs
 
 
-def alignment_figures(errors_s: list[float], words_total: int) -> dict[str, Any]:
+def alignment_figures(errors_s: list[float], words_total: int, prefix: str = "alignment") -> dict[str, Any]:
     """Figures of word-start errors (theirs − ours, seconds): median and 90th percentile of the
-    absolute error in ms, the share within 100 ms, the median signed error (> 0: the reference
-    starts words later than we do) and how many words were matched."""
+    absolute error in ms, the shares within 50 and 100 ms, the median signed error (> 0: the
+    reference starts words later than we do) and how many words were matched."""
     signed = np.asarray(errors_s, dtype=np.float64)
     err = np.abs(signed)
+    some = len(err) > 0
     return {
-        "alignment_median_start_error_ms": round(float(np.median(err)) * 1000, 1) if len(err) else None,
-        "alignment_p90_start_error_ms": round(float(np.quantile(err, 0.9)) * 1000, 1) if len(err) else None,
-        "alignment_within_100ms": round(float(np.mean(err <= 0.1)), 4) if len(err) else None,
-        "alignment_median_signed_error_ms": round(float(np.median(signed)) * 1000, 1) if len(err) else None,
-        "alignment_words_matched": len(err),
-        "alignment_words_total": int(words_total),
+        f"{prefix}_median_start_error_ms": round(float(np.median(err)) * 1000, 1) if some else None,
+        f"{prefix}_p90_start_error_ms": round(float(np.quantile(err, 0.9)) * 1000, 1) if some else None,
+        f"{prefix}_within_50ms": round(float(np.mean(err <= 0.05)), 4) if some else None,
+        f"{prefix}_within_100ms": round(float(np.mean(err <= 0.1)), 4) if some else None,
+        f"{prefix}_median_signed_error_ms": round(float(np.median(signed)) * 1000, 1) if some else None,
+        f"{prefix}_words_matched": len(err),
+        f"{prefix}_words_total": int(words_total),
     }
 
 
@@ -265,22 +269,23 @@ def split_rows(ids: list[str], fit_fraction: float, seed: int = 0) -> set[str]:
 # --- the evaluation -----------------------------------------------------------------------
 
 def _make_tokenizer(config: BuildConfig, codebook: str | None):
-    from echoforge.backends.units import unit_tokenizers
+    from echoforge.backends.units import create_tokenizer
 
-    c = config.units
-    options = {"codebook": codebook or c.codebook, "model": c.model, "device": "cpu"}
-    tok = unit_tokenizers.create(c.tokenizer, **{k: v for k, v in options.items() if v is not None})
+    tok = create_tokenizer(config.units, **({"codebook": codebook} if codebook else {}), device="cpu")
     tok.setup()
     return tok
 
 
 def evaluate_units(root: str | Path, *, limit: int | None = None, codebook: str | None = None,
                    baseline: bool = True, baseline_k: int | None = None, fit_fraction: float = 0.25,
-                   alignment: bool = True, seed: int = 0, progress: Progress | None = None) -> dict[str, Any]:
+                   alignment: bool = True, ctc_aligner: str | None = "hama", ctc_model: str | None = None,
+                   seed: int = 0, progress: Progress | None = None) -> dict[str, Any]:
     """Measure a built corpus's units (and the MFCC baseline, and word alignment).
 
     ``codebook``: re-tokenize the re-synthesised answers with the build's tokenizer and this
     codebook instead of reading the stored units (to compare codebooks on one corpus).
+    ``ctc_aligner``: also place the words with this CTC aligner (``hama``, or ``wav2vec2`` with
+    ``ctc_model``) and report its agreement with the synthesiser's word starts.
     """
     t0 = time.time()
     config, _, rows = read_corpus(root, limit)
@@ -357,6 +362,8 @@ def evaluate_units(root: str | Path, *, limit: int | None = None, codebook: str 
         report["pnmi_margin_over_baseline"] = round(report["pnmi"] - report["baseline_mfcc_pnmi"], 4)
     if alignment:
         report.update(_alignment(config, rows, progress))
+    if ctc_aligner:
+        report.update(ctc_agreement(rows, ctc_aligner, ctc_model, progress))
     report["seconds"] = round(time.time() - t0, 1)
     return report
 
@@ -400,6 +407,29 @@ def _alignment(config: BuildConfig, rows: list[CorpusRow], progress: Progress | 
     return alignment_figures(errors, total)
 
 
+def ctc_agreement(rows: list[CorpusRow], aligner: str, model: str | None = None,
+                  progress: Progress | None = None, batch_size: int = 8) -> dict[str, Any]:
+    """Word starts of a CTC forced aligner against the synthesiser's (the ``alignment`` column):
+    ``ctc_*`` figures as :func:`alignment_figures` gives them (CTC − synthesiser)."""
+    from echoforge.backends.aligners import word_aligners
+
+    ctc = word_aligners.create(aligner, **({"model": model} if model else {}))
+    ctc.setup()
+    errors: list[float] = []
+    total = 0
+    for i in range(0, len(rows), batch_size):
+        if progress:
+            progress("ctc-align", i, len(rows))
+        chunk = rows[i: i + batch_size]
+        placed = ctc.align_batch([(r.audio, r.sample_rate, [w for w, _, _ in r.words]) for r in chunk])
+        for row, spans in zip(chunk, placed):
+            total += len(row.words)
+            errors.extend(p.start_s - start for (_, start, _), p in zip(row.words, spans) if p is not None)
+    if progress:
+        progress("ctc-align", len(rows), len(rows))
+    return {"ctc_aligner": ctc.identity()["aligner"], **alignment_figures(errors, total, prefix="ctc")}
+
+
 def report_lines(report: dict[str, Any]) -> list[str]:
     """A human summary of an eval-units report."""
     r = report
@@ -424,4 +454,11 @@ def report_lines(report: dict[str, Any]) -> list[str]:
                          f"({r['alignment_words_matched']} of {r['alignment_words_total']} words matched)")
         else:
             lines.append("alignment vs Whisper word starts: no words matched")
+    if r.get("ctc_words_matched"):
+        lines.append(f"CTC aligner ({r['ctc_aligner']}) vs synthesiser word starts: median difference "
+                     f"{r['ctc_median_start_error_ms']:.0f} ms, {r['ctc_within_50ms']:.1%} within 50 ms, "
+                     f"{r['ctc_within_100ms']:.1%} within 100 ms, median signed {r['ctc_median_signed_error_ms']:+.0f} ms "
+                     f"({r['ctc_words_matched']} of {r['ctc_words_total']} words placed)")
+    elif "ctc_words_total" in r:
+        lines.append(f"CTC aligner ({r['ctc_aligner']}): no words placed")
     return lines

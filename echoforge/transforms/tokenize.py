@@ -1,11 +1,17 @@
-"""Tokenize: answer audio → speech units with the configured tokenizer."""
+"""Tokenize: answer audio → speech units with the configured tokenizer, a padded batch at a time."""
 
 from __future__ import annotations
 
-from echoforge.backends.units import unit_tokenizers
+import logging
+
+import numpy as np
+
+from echoforge.backends.units import create_tokenizer
 from echoforge.config import BuildConfig
-from echoforge.schemas.records import Turn
-from echoforge.transforms.base import Resources, Stage
+from echoforge.schemas.records import Reject, Turn, Units
+from echoforge.transforms.base import Resources, Stage, StageReject
+
+log = logging.getLogger(__name__)
 
 
 class Tokenize(Stage[Turn]):
@@ -13,15 +19,15 @@ class Tokenize(Stage[Turn]):
 
     def __init__(self, config: BuildConfig):
         super().__init__(config)
-        c = config.units
-        options = {"codebook": c.codebook, "model": c.model, "device": c.device}
-        self.tokenizer = unit_tokenizers.create(c.tokenizer, **{k: v for k, v in options.items() if v is not None})
+        self.tokenizer = create_tokenizer(config.units)
         self._unit_lm = None
 
     @property
     def resources(self) -> Resources:
+        device = self.config.units.device
+        wants_gpu = device == "cuda" or (device == "auto" and self.tokenizer.uses_gpu)
         return Resources(batch_size=self.config.units.batch_size, uses_model=True,
-                         num_gpus=1.0 if self.config.units.device == "cuda" else 0.0)
+                         num_gpus=1.0 if wants_gpu else 0.0)
 
     def setup(self) -> None:
         self.tokenizer.setup()
@@ -36,9 +42,25 @@ class Tokenize(Stage[Turn]):
             ident["unit_lm"] = self._unit_lm.identity()
         return ident
 
+    def process(self, batch: list[Turn]) -> tuple[list[Turn], list[Reject]]:
+        """One batch through the tokenizer; if a turn's audio is bad or the batch fails, each turn
+        alone (so that one bad turn becomes a reject and the rest are kept)."""
+        if not all(np.isfinite(t.answer_speech.audio).all() for t in batch):
+            return super().process(batch)
+        try:
+            units = self.tokenizer.encode_batch([(t.answer_speech.audio, t.answer_speech.sample_rate) for t in batch])
+        except Exception:  # noqa: BLE001 - find the turn that fails below
+            log.debug("batched tokenize failed; tokenizing one at a time", exc_info=True)
+            return super().process(batch)
+        return [self._with_units(t, u) for t, u in zip(batch, units)], []
+
     def process_one(self, turn: Turn) -> Turn:
         speech = turn.answer_speech
-        units = self.tokenizer.encode(speech.audio, speech.sample_rate)
+        if not np.isfinite(speech.audio).all():
+            raise StageReject("bad_audio", "the answer audio has non-finite samples")
+        return self._with_units(turn, self.tokenizer.encode(speech.audio, speech.sample_rate))
+
+    def _with_units(self, turn: Turn, units: Units) -> Turn:
         extra = dict(turn.extra)
         if self._unit_lm is not None:
             extra["answer_unit_lm_ids"] = self._unit_lm.encode(units.dedup()[0][0])

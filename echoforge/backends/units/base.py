@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from echoforge.config import UnitsConfig
 from echoforge.errors import ConfigError
 from echoforge.registry import Registry
 from echoforge.schemas.records import Units
@@ -24,13 +25,20 @@ ASSETS = Path(__file__).resolve().parents[2] / "assets" / "units"
 
 
 class UnitTokenizer:
-    """Audio → speech units."""
+    """Audio → speech units (and, for codecs, units → audio)."""
 
     name = "base"
     frame_rate: float = 50.0
     codebook_size: int = 0
     num_codebooks: int = 1
     sample_rate: int = 16_000
+    uses_gpu = False  # whether a GPU speeds it up (the stage then asks the engine for one)
+
+    @classmethod
+    def from_config(cls, units: UnitsConfig, **overrides) -> UnitTokenizer:
+        """A tokenizer from the ``units`` section (``overrides`` replace its fields)."""
+        options = {"codebook": units.codebook, "model": units.model, "device": units.device, **overrides}
+        return cls(**{k: v for k, v in options.items() if v is not None})
 
     def setup(self) -> None:
         raise NotImplementedError
@@ -39,10 +47,30 @@ class UnitTokenizer:
         raise NotImplementedError
 
     def encode_batch(self, audios: list[tuple[np.ndarray, int]]) -> list[Units]:
+        """Units of several utterances; tokenizers with a model run them as one padded batch."""
         return [self.encode(a, sr) for a, sr in audios]
+
+    def decode(self, codes: np.ndarray) -> np.ndarray:
+        """Audio (float32 at ``sample_rate``) of a (codebooks, frames) array: codecs only."""
+        raise ConfigError(f"the {self.name} tokenizer has no decoder: only codec units (encodec, mimi) "
+                          "can be turned back into audio")
 
     def identity(self) -> dict[str, str]:
         return {"tokenizer": self.name}
+
+
+def create_tokenizer(units: UnitsConfig, **overrides) -> UnitTokenizer:
+    """The tokenizer that ``units.tokenizer`` names, configured from its section."""
+    return unit_tokenizers.get(units.tokenizer).from_config(units, **overrides)
+
+
+def torch_device(device: str) -> str:
+    """"cuda" or "cpu" for a ``units.device`` setting ("auto": CUDA when there is one)."""
+    import torch
+
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("units.device is 'cuda' but torch sees no CUDA device")
+    return "cuda" if device == "cuda" or (device == "auto" and torch.cuda.is_available()) else "cpu"
 
 
 @dataclass

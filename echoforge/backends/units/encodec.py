@@ -2,15 +2,17 @@
 
 The 24 kHz model gives 75 frames per second and up to 32 codebooks of 1,024 codes; the first
 ``num_codebooks`` are kept (8 = 6 kbps, the usual choice for speech LMs; 2 = 1.5 kbps).
-Weights come from a local checkpoint named by ``units.model`` (nothing is downloaded):
+Weights come from a local checkpoint named by ``units.encodec.model`` (nothing is downloaded):
 
+* a ``transformers`` ``EncodecModel`` directory (``save_pretrained``; decoded and batched
+  through :mod:`echoforge.backends.units.codec`),
 * a directory holding ``encodec_24khz-d7cc33bc.th`` (the official release file; its checksum
   is verified by ``encodec``), or
 * a ``.th``/``.pt`` state-dict file of the 24 kHz architecture, or of another architecture
   described by a JSON file beside it (same stem, ``.json``; keys as in :data:`ARCH_24KHZ`).
 
-Append ``#N`` to the path to keep N codebooks (``/models/encodec#2``), since the config has no
-field of its own for it. torch and ``encodec`` are imported only when the tokenizer is set up
+``units.encodec.num_codebooks`` keeps N codebooks (the older ``units.model: PATH#N`` still
+works). torch, ``transformers`` and ``encodec`` are imported only when the tokenizer is set up
 (``pip install 'echoforge[torch]'``).
 """
 
@@ -24,7 +26,8 @@ from typing import Any
 import numpy as np
 
 from echoforge.audio import resample
-from echoforge.backends.units.base import UnitTokenizer, unit_tokenizers
+from echoforge.backends.units.base import torch_device, unit_tokenizers
+from echoforge.backends.units.codec import CodecTokenizer, is_transformers_checkpoint
 from echoforge.io.files import sha256_file
 from echoforge.errors import ConfigError, require
 from echoforge.schemas.records import Units
@@ -106,37 +109,33 @@ def load_model(path: str | Path):
 
 
 @unit_tokenizers.register("encodec")
-class EncodecTokenizer(UnitTokenizer):
+class EncodecTokenizer(CodecTokenizer):
     """Audio → the first ``num_codebooks`` residual codebooks of EnCodec, at its frame rate."""
 
     name = "encodec"
 
     def __init__(self, model: str | None = None, num_codebooks: int | None = None, device: str = "cpu",
-                 threads: int = 1, codebook: str | None = None):
-        if codebook is not None:
-            raise ConfigError("the encodec tokenizer has its own codebooks: leave units.codebook unset")
+                 threads: int = 1, codebook: str | None = None, pad_batches: bool | None = None):
         base, _, n = (model or "").partition("#")
         if n and not n.isdigit():
             raise ConfigError(f"units.model '{model}': the part after '#' must be a number of codebooks")
-        self.model_path = base or None
-        self.num_codebooks = int(num_codebooks or (int(n) if n else 8))
-        self.device = device
-        self.threads = threads
+        super().__init__(base or None, num_codebooks or (int(n) if n else None), device, threads, codebook,
+                         pad_batches)
         self._model = None
         self._sha = ""
 
     def setup(self) -> None:
+        if is_transformers_checkpoint(self.model_path):
+            super().setup()
+            return
         torch = require("torch", "the EnCodec tokenizer", "torch")
         if not self.model_path:
-            raise ConfigError("the encodec tokenizer needs units.model: the path of a local EnCodec "
-                              f"checkpoint (a directory holding {OFFICIAL_24KHZ}, or a state-dict file)")
+            raise ConfigError("the encodec tokenizer needs units.encodec.model (or units.model): a save_pretrained EncodecModel "
+                              f"directory, a directory holding {OFFICIAL_24KHZ}, or a state-dict file")
         model, file = load_model(self.model_path)
-        if not 1 <= self.num_codebooks <= model.quantizer.n_q:
-            raise ConfigError(f"this EnCodec model has {model.quantizer.n_q} codebooks; "
-                              f"asked for {self.num_codebooks}")
-        use_cuda = self.device == "cuda" or (self.device == "auto" and torch.cuda.is_available())
-        self._torch_device = "cuda" if use_cuda else "cpu"
-        if not use_cuda and self.threads:
+        self._check_codebooks(model.quantizer.n_q)
+        self._torch_device = torch_device(self.device)
+        if self._torch_device == "cpu" and self.threads:
             torch.set_num_threads(self.threads)
         self._model = model.to(self._torch_device)
         self._sha = sha256_file(file)
@@ -144,7 +143,12 @@ class EncodecTokenizer(UnitTokenizer):
         self.frame_rate = float(model.frame_rate)
         self.codebook_size = int(model.quantizer.bins)
 
-    def encode(self, audio: np.ndarray, sample_rate: int) -> Units:
+    def encode_batch(self, audios: list[tuple[np.ndarray, int]]) -> list[Units]:
+        if self.codec is not None:
+            return super().encode_batch(audios)
+        return [self._encode_package(a, sr) for a, sr in audios]
+
+    def _encode_package(self, audio: np.ndarray, sample_rate: int) -> Units:
         torch = require("torch", "the EnCodec tokenizer", "torch")
         m = self._model
         wav = torch.from_numpy(np.ascontiguousarray(resample(audio, sample_rate, self.sample_rate)))
@@ -157,10 +161,11 @@ class EncodecTokenizer(UnitTokenizer):
         codes = codes[:, 0, :].cpu().numpy().astype(np.int32)
         return Units(codes, self.frame_rate, self.codebook_size, self.tag)
 
-    @property
-    def tag(self) -> str:
-        return f"{self.name}:{self.num_codebooks}x{self.codebook_size}:{self._sha[:12]}"
-
-    def identity(self) -> dict[str, str]:
-        return {"tokenizer": self.tag,
-                "tokenizer_model": f"{Path(self.model_path).name} sha256:{self._sha}"}
+    def decode(self, codes: np.ndarray) -> np.ndarray:
+        if self.codec is not None:
+            return super().decode(codes)
+        torch = require("torch", "the EnCodec tokenizer", "torch")
+        c = torch.from_numpy(np.ascontiguousarray(codes, dtype=np.int64))[:, None].to(self._torch_device)
+        with torch.no_grad():
+            audio = self._model.decoder(self._model.quantizer.vq.decode(c))
+        return audio[0, 0].float().cpu().numpy()

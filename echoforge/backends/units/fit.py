@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from echoforge.backends.units.base import KMeansCodebook, unit_tokenizers
+from echoforge.backends.units.base import KMeansCodebook, create_tokenizer
 from echoforge.backends.units.phones import frame_phones, phone_segments
 from echoforge.config import BuildConfig
 from echoforge.errors import EchoforgeError
@@ -35,7 +35,10 @@ _state: dict = {}
 
 def _init(config: BuildConfig, plan: Plan) -> None:
     stages = [Ingest(config), Speakable(config), Synthesize(config)]
-    tok = unit_tokenizers.create(config.units.tokenizer, **({"model": config.units.model} if config.units.model else {}))
+    tok = create_tokenizer(config.units)
+    if not hasattr(tok, "setup_encoder"):
+        raise EchoforgeError(f"fit-units fits k-means for an encoder tokenizer (whisper-kmeans, hubert-kmeans), "
+                             f"not {config.units.tokenizer}")
     tok.setup_encoder()
     _state.update(stages=stages, tokenizer=tok, plan=plan)
 

@@ -1,0 +1,33 @@
+"""The word aligner interface and its registry.
+
+An aligner places known words in audio: for TTS backends that give no durations (XTTS and
+other codec-LM voices) and to check the ones that do (``eval-units``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from echoforge.registry import Registry
+from echoforge.schemas.records import Word
+
+word_aligners: Registry[WordAligner] = Registry("word aligner")
+
+
+class WordAligner:
+    """Audio and its words → one span per word (``None`` where a word could not be placed)."""
+
+    name = "base"
+    uses_gpu = False
+
+    def setup(self) -> None:
+        raise NotImplementedError
+
+    def align(self, audio: np.ndarray, sample_rate: int, words: list[str]) -> list[Word | None]:
+        return self.align_batch([(audio, sample_rate, words)])[0]
+
+    def align_batch(self, items: list[tuple[np.ndarray, int, list[str]]]) -> list[list[Word | None]]:
+        raise NotImplementedError
+
+    def identity(self) -> dict[str, str]:
+        return {"aligner": self.name}
