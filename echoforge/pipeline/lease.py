@@ -27,14 +27,16 @@ class LeaseHeld(EchoforgeError):
     """Another build holds the output."""
 
 
-def _pid_alive(pid: int) -> bool:
+def _process_started(pid: int) -> float | None:
+    """When process ``pid`` of this host started, or None when there is none."""
+    import psutil
+
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+        return psutil.Process(pid).create_time()
+    except (psutil.NoSuchProcess, psutil.ZombieProcess):
+        return None
+    except psutil.Error:
+        return -1.0  # exists, but not ours to inspect
 
 
 def describe(lease: dict[str, Any]) -> str:
@@ -43,8 +45,12 @@ def describe(lease: dict[str, Any]) -> str:
 
 
 def is_stale(lease: dict[str, Any], ttl_s: float) -> bool:
-    if lease.get("host") == socket.gethostname() and not _pid_alive(int(lease.get("pid", -1))):
-        return True
+    """A lease whose holder is gone from this host (its pid dead or reused), or not renewed
+    for ``ttl_s`` seconds."""
+    if lease.get("host") == socket.gethostname():
+        started = _process_started(int(lease.get("pid", -1)))
+        if started is None or (started > 0 and lease.get("pid_started") not in (None, started)):
+            return True
     return time.time() - float(lease.get("renewed", 0)) > ttl_s
 
 
@@ -62,6 +68,7 @@ class Lease:
     def _body(self) -> bytes:
         now = time.time()
         return json.dumps({"host": socket.gethostname(), "pid": os.getpid(), "token": self.token,
+                           "pid_started": _process_started(os.getpid()),
                            "started": getattr(self, "_started", now), "renewed": now}).encode()
 
     def acquire(self) -> Lease:
