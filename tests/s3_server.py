@@ -88,8 +88,8 @@ class SeaweedS3:
                                  skip_instance_cache=True)
 
     def url(self, name: str = "") -> str:
-        """A fresh location in the bucket."""
-        return f"s3://{self.bucket}/{name or uuid.uuid4().hex[:8]}"
+        """A fresh location in the bucket (never reused, so no client cache can mistake it)."""
+        return f"s3://{self.bucket}/{name + '-' if name else ''}{uuid.uuid4().hex[:8]}"
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:

@@ -179,7 +179,7 @@ def test_engine_writes_the_same_rows_to_s3_as_local_to_disk(engine, engine_build
     assert json.loads(report.stdout)["rows"] == manifest["rows"] > 0
 
 
-def test_datasets_loads_a_build_from_s3(engine_build, local_build, s3_server):
+def test_datasets_loads_a_build_from_s3(engine_build, local_build, s3_server, tmp_path):
     import datasets
 
     out = engine_build("local")
@@ -187,7 +187,7 @@ def test_datasets_loads_a_build_from_s3(engine_build, local_build, s3_server):
                "client_kwargs": {"endpoint_url": s3_server.endpoint}}
     # The README's way to read a build on object storage: the parquet builder over the shards.
     files = {split: f"{out}/data/{split}-*.parquet" for split in ("train", "validation")}
-    ds = datasets.load_dataset("parquet", data_files=files, storage_options=options)
+    ds = datasets.load_dataset("parquet", data_files=files, storage_options=options, cache_dir=str(tmp_path / "hf"))
     local = datasets.load_dataset(str(local_build))
     for split in local:
         assert ds[split]["id"] == local[split]["id"]

@@ -152,7 +152,7 @@ def fetch_rows(root: str | Path, fmt: str, shard: dict[str, Any], ids: set[str])
                 mask = pc.is_in(batch.column("id"), pa.array(sorted(ids)))
                 out += pa.Table.from_batches([batch]).filter(mask).select(ROW_COLUMNS).to_pylist()
             return out
-        pf = pq.ParquetFile(f)
+        pf = pq.ParquetFile(f, pre_buffer=False)
         positions = [i for i, rid in enumerate(pf.read(columns=["id"]).column("id").to_pylist()) if rid in ids]
         starts = np.cumsum([0] + [pf.metadata.row_group(g).num_rows for g in range(pf.num_row_groups)])
         for group in sorted({int(np.searchsorted(starts, p, side="right")) - 1 for p in positions}):

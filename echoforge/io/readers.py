@@ -184,7 +184,7 @@ def scan_input(spec: InputSpec, slice_rows: int) -> InputSpec:
 
         try:
             with _open(spec) as f:
-                n = pq.ParquetFile(f).metadata.num_rows
+                n = pq.ParquetFile(f, pre_buffer=False).metadata.num_rows
         except Exception as exc:  # noqa: BLE001 - any pyarrow failure means unreadable
             raise InputError(f"{spec.uri} is not a readable Parquet file ({exc})") from None
         return done((), n, _file_sha256(spec))
@@ -304,7 +304,7 @@ def _read_parquet(spec: InputSpec, start: int, stop: int) -> Iterator[RawRow]:
     import pyarrow.parquet as pq
 
     with _open(spec) as f:
-        pf = pq.ParquetFile(f)
+        pf = pq.ParquetFile(f, pre_buffer=False)
         first = 0
         for rg in range(pf.metadata.num_row_groups):
             n = pf.metadata.row_group(rg).num_rows

@@ -47,7 +47,7 @@ def read_table(folder: DataFolder, rel: str, fmt: str, columns: list[str] | None
         table = pa.ipc.open_stream(io.BytesIO(folder.read_bytes(rel))).read_all()
         return table.select(columns) if columns else table
     with folder.open(rel, "rb") as f:
-        return pq.read_table(f, columns=columns)
+        return pq.read_table(f, columns=columns, pre_buffer=False)
 
 
 def iter_shards(root: str | Path | DataFolder, columns: list[str] | None = None, split: str | None = None,
@@ -67,7 +67,7 @@ def iter_shards(root: str | Path | DataFolder, columns: list[str] | None = None,
             yield shard, read_table(folder, shard["path"], "arrow", columns)
             continue
         with folder.open(shard["path"], "rb") as f:
-            pf = pq.ParquetFile(f)
+            pf = pq.ParquetFile(f, pre_buffer=False)
             for i in range(pf.metadata.num_row_groups):
                 yield shard, pf.read_row_group(i, columns=columns)
 
