@@ -16,7 +16,6 @@ multipart upload) is atomic by itself. ``create`` writes only when nothing is th
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 import uuid
@@ -25,6 +24,7 @@ from functools import cached_property
 from typing import IO, Any, Iterator, Mapping
 
 from echoforge.errors import EchoforgeError, MissingDependency
+from echoforge.io.files import sha256_of
 
 # protocol -> (module that implements it, extra that installs it)
 PROTOCOLS = {
@@ -170,11 +170,8 @@ class DataFolder:
         return self.fs.open(self.path(rel), mode, **kwargs)
 
     def sha256(self, rel: str) -> str:
-        h = hashlib.sha256()
         with self.open(rel, "rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                h.update(block)
-        return h.hexdigest()
+            return sha256_of(f)
 
     def list(self, prefix: str = "") -> dict[str, int]:
         """Every object under ``prefix`` (recursively): relative path -> size in bytes."""

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import IO, Any, Iterator, Mapping
 
 from echoforge.errors import InputError
+from echoforge.io.files import sha256_of
 from echoforge.storage import StorageError, filesystem, is_remote
 
 PACKAGE_DATA = Path(__file__).resolve().parents[1] / "data"
@@ -155,11 +156,8 @@ def _csv_offsets(spec: InputSpec, digest: Any = None) -> Iterator[int]:
 
 
 def _file_sha256(spec: InputSpec) -> str:
-    h = hashlib.sha256()
     with _open(spec) as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+        return sha256_of(f)
 
 
 def scan_input(spec: InputSpec, slice_rows: int) -> InputSpec:

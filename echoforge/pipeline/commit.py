@@ -26,6 +26,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from echoforge.errors import EchoforgeError
+from echoforge.io.files import sha256_file
 from echoforge.pipeline.layout import INTERNAL, SHARD_KINDS, SPLITS, Layout
 from echoforge.schemas.columns import reject_schema, reject_to_row, row_schema, split_of, turn_to_row
 from echoforge.schemas.records import Reject, Turn
@@ -128,14 +129,6 @@ def _write_shard(tables: Iterable[pa.Table], path: str, fmt: str, schema: pa.Sch
     return n
 
 
-def _sha256_local(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def read_part(layout: Layout, part: dict[str, Any]) -> pa.Table:
     """A committed part, checked against its marker entry."""
     data = layout.folder.read_bytes(part["path"])
@@ -174,7 +167,7 @@ def seal(layout: Layout, kind: str, group: int, row_group_rows: int = 100) -> bo
                     return False
                 raise
             path = layout.shard(kind, group)
-            entry.update(path=path, rows=n, bytes=os.path.getsize(tmp), sha256=_sha256_local(tmp))
+            entry.update(path=path, rows=n, bytes=os.path.getsize(tmp), sha256=sha256_file(tmp))
             folder.put_file(tmp, path)
         finally:
             if os.path.exists(tmp):
