@@ -205,7 +205,6 @@ def read_corpus(root: str | Path, limit: int | None = None) -> tuple[BuildConfig
     """The build config, the manifest and the rows (in shard order; the first ``limit``)."""
     import soundfile as sf
 
-    root = Path(root)
     manifest = load_manifest(root)
     config = parse_config(manifest["config"])
     rows: list[CorpusRow] = []

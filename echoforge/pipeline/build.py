@@ -12,7 +12,7 @@ from echoforge.errors import EchoforgeError, FailureRatioExceeded, InputError
 from echoforge.pipeline.commit import add_figures, scan_committed, seal_all
 from echoforge.pipeline.engines import get_engine
 from echoforge.pipeline.job import Job
-from echoforge.pipeline.layout import BUILD, INTERNAL, LEASE, Layout, ShardPlan
+from echoforge.pipeline.layout import BUILD, INTERNAL, LEASE, TMP, Layout, ShardPlan
 from echoforge.pipeline.lease import Lease
 from echoforge.pipeline.output import finalize, package_versions
 from echoforge.pipeline.stages import identities
@@ -167,7 +167,7 @@ def build(
         finally:
             runner.close()
         seal_all(layout, config.output.row_group_rows)
-        folder.delete(f"{INTERNAL}/tmp", recursive=True)
+        folder.delete(TMP, recursive=True)
         if totals["units"] == len(plan.units):  # all sealed: what is left are parts of lost attempts
             folder.delete(f"{INTERNAL}/parts", recursive=True)
         return finalize(layout, totals, build_info=identity, config=config.saved())

@@ -27,7 +27,7 @@ import pyarrow.parquet as pq
 
 from echoforge.errors import EchoforgeError
 from echoforge.io.files import sha256_file
-from echoforge.pipeline.layout import INTERNAL, SHARD_KINDS, SPLITS, Layout
+from echoforge.pipeline.layout import INTERNAL, SHARD_KINDS, SPLITS, TMP, Layout
 from echoforge.schemas.columns import reject_schema, reject_to_row, row_schema, split_of, turn_to_row
 from echoforge.schemas.records import Reject, Turn
 
@@ -183,7 +183,7 @@ def _local_temp_dir(layout: Layout) -> str | None:
     """Seal in a temp file beside the target on local disk (so the rename stays on one
     filesystem), in the system temp folder for object stores."""
     if layout.folder.is_local:
-        d = layout.folder.path(f"{INTERNAL}/tmp")
+        d = layout.folder.path(TMP)
         os.makedirs(d, exist_ok=True)
         return d
     return None

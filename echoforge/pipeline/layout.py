@@ -36,6 +36,7 @@ SHARD_KINDS = ("train", "validation", "rejects")
 INTERNAL = "_echoforge"
 BUILD = f"{INTERNAL}/build.json"
 LEASE = f"{INTERNAL}/lease.json"
+TMP = f"{INTERNAL}/tmp"  # seals are written here before they are renamed into place (local disk)
 
 # Measured output per input row of the default pipeline on the bundled ShareGPT sample (answer
 # audio kept / not kept); see docs/engines.md "Shards".
@@ -117,6 +118,3 @@ class Layout:
 
     def parts_dir(self, unit: int) -> str:
         return f"{INTERNAL}/parts/{unit:06d}"
-
-    def temp(self, name: str) -> str:
-        return f"{INTERNAL}/tmp/{name}"

@@ -45,6 +45,14 @@ class UnitState:
     attempts: int = 0
 
 
+def read_state(job: Job, unit: WorkUnit) -> UnitState:
+    """A unit's input rows as its state; an unreadable unit is quarantined, not fatal."""
+    try:
+        return UnitState(unit, list(job.plan.read(unit)))
+    except Exception as exc:  # noqa: BLE001
+        return UnitState(unit, [], failure=f"{type(exc).__name__}: {exc}", attempts=1)
+
+
 def advance(stage: Stage, state: UnitState, attempts: int) -> UnitState:
     """Run one stage over a unit's records, retrying a unit that raises."""
     if state.failure is not None:

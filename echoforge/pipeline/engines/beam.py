@@ -22,7 +22,7 @@ from typing import Any
 import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from echoforge.pipeline.engines.base import Engine, UnitState, advance, commit_state, engines
+from echoforge.pipeline.engines.base import Engine, UnitState, advance, commit_state, engines, read_state
 from echoforge.pipeline.job import Job
 from echoforge.pipeline.stages import build_stages
 from echoforge.pipeline.workunits import WorkUnit
@@ -38,11 +38,7 @@ class ReadUnit(beam.DoFn):
         self.job = job
 
     def process(self, index: int) -> Iterator[UnitState]:
-        unit = self.job.plan.units[index]
-        try:
-            yield UnitState(unit, list(self.job.plan.read(unit)))
-        except Exception as exc:  # noqa: BLE001 - an unreadable unit is quarantined, not fatal
-            yield UnitState(unit, [], failure=f"{type(exc).__name__}: {exc}", attempts=1)
+        yield read_state(self.job, self.job.plan.units[index])
 
 
 class StageDoFn(beam.DoFn):

@@ -25,7 +25,7 @@ import pyarrow as pa
 import ray
 from ray.data import ActorPoolStrategy, DataContext
 
-from echoforge.pipeline.engines.base import Engine, UnitState, advance, commit_state, engines
+from echoforge.pipeline.engines.base import Engine, UnitState, advance, commit_state, engines, read_state
 from echoforge.pipeline.job import Job
 from echoforge.pipeline.stages import build_stages
 from echoforge.pipeline.workunits import WorkUnit
@@ -46,14 +46,7 @@ def _decode(batch: pa.Table) -> list[UnitState]:
 
 def _read_units(batch: pa.Table, job: Job) -> pa.Table:
     """Work-unit indices in, the units' input rows out."""
-    states = []
-    for index in batch.column("unit").to_pylist():
-        unit = job.plan.units[index]
-        try:
-            states.append(UnitState(unit, list(job.plan.read(unit))))
-        except Exception as exc:  # noqa: BLE001 - an unreadable unit is quarantined, not fatal
-            states.append(UnitState(unit, [], failure=f"{type(exc).__name__}: {exc}", attempts=1))
-    return _encode(states)
+    return _encode([read_state(job, job.plan.units[i]) for i in batch.column("unit").to_pylist()])
 
 
 class _StageFn:
