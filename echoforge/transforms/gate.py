@@ -13,11 +13,18 @@ word of two is WER 0.5, while "mixed" heard as "mix" is CER 0.4, and the source'
 from __future__ import annotations
 
 from echoforge.audio import clipping_ratio, edge_silence, resample
+import logging
+
+import numpy as np
+
 from echoforge.backends.asr import WHISPER_RATE, WhisperASR
 from echoforge.backends.phonemes import PhonemeChecker
 from echoforge.config import BuildConfig
-from echoforge.schemas.records import Turn
+from echoforge.schemas.records import Reject, Transcript, Turn
 from echoforge.transforms.base import Resources, Stage, StageReject
+
+log = logging.getLogger(__name__)
+SIDES = ("question", "answer")
 
 
 class WordErrorRate:
@@ -49,14 +56,15 @@ class Gate(Stage[Turn]):
     def __init__(self, config: BuildConfig):
         super().__init__(config)
         g = config.gate
-        models = {"question": g.question_asr_model or g.asr_model, "answer": g.answer_asr_model or g.asr_model}
-        self.asr = {side: WhisperASR(model) for side, model in models.items() if g.asr in ("both", side)}
+        self.asr = {side: asr for side in SIDES if (asr := WhisperASR.for_side(g, side)) is not None}
         self.phonemes = PhonemeChecker() if g.phonemes or g.short_judge == "phonemes" else None
         self.wer: WordErrorRate | None = None
 
     @property
     def resources(self) -> Resources:
-        return Resources(batch_size=self.config.gate.batch_size, uses_model=bool(self.asr))
+        on_gpu = bool(self.asr) and self.config.gate.whisper.device == "cuda"
+        return Resources(batch_size=self.config.gate.batch_size, uses_model=bool(self.asr),
+                         num_gpus=1.0 if on_gpu else 0.0)
 
     def setup(self) -> None:
         for asr in self.asr.values():
@@ -72,7 +80,61 @@ class Gate(Stage[Turn]):
             return {**{"asr": v for v in ids.values()}, **extra}
         return {**{f"{side}_asr": v for side, v in ids.items()}, **extra}
 
-    def measure(self, turn: Turn) -> tuple[dict[str, float | str | None], dict[str, int]]:
+    def hear(self, turns: list[Turn]) -> list[dict[str, Transcript]]:
+        """Each turn's transcript per side with an ASR: the answer's from the tokenize stage when it
+        shared this ASR's encoder, the rest transcribed here as one batch per side."""
+        heard: list[dict[str, Transcript]] = [{} for _ in turns]
+        for side, asr in self.asr.items():
+            todo = []
+            for i, turn in enumerate(turns):
+                shared = turn.answer_heard if side == "answer" else None
+                if shared is not None and shared.model == asr.identity()["asr"]:
+                    heard[i][side] = shared
+                else:
+                    todo.append(i)
+            speech = [getattr(turns[i], f"{side}_speech") for i in todo]
+            clips = [resample(s.audio, s.sample_rate, WHISPER_RATE) for s in speech]
+            for i, transcript in zip(todo, asr.transcribe_batch(clips)):
+                heard[i][side] = transcript
+        return heard
+
+    def process(self, batch: list[Turn]) -> tuple[list[Turn], list[Reject]]:
+        """Length rules, then one batched ASR pass per side, then each turn's figures and limits;
+        a batch the ASR fails on goes one turn at a time, so that one bad turn is one reject."""
+        rejected: list[Reject] = []
+        ready: list[Turn] = []
+        for turn in batch:
+            try:
+                self.check_lengths(turn)
+                if not all(np.isfinite(s.audio).all() for s in (turn.question_speech, turn.answer_speech)):
+                    raise StageReject("bad_audio", "the audio has non-finite samples")
+                ready.append(turn)
+            except StageReject as r:
+                rejected.append(Reject.of(turn, self.name, r.reason, r.detail))
+        try:
+            heard = self.hear(ready)
+        except Exception:  # noqa: BLE001 - find the turn that fails below
+            log.debug("batched ASR failed; transcribing one turn at a time", exc_info=True)
+            kept, more = super().process(ready)
+            return kept, rejected + more
+        kept: list[Turn] = []
+        for turn, h in zip(ready, heard):
+            try:
+                kept.append(self.judge(turn, h))
+            except StageReject as r:
+                rejected.append(Reject.of(turn, self.name, r.reason, r.detail))
+        return kept, rejected
+
+    def process_one(self, turn: Turn) -> Turn:
+        self.check_lengths(turn)
+        return self.judge(turn, self.hear([turn])[0])
+
+    def judge(self, turn: Turn, heard: dict[str, Transcript]) -> Turn:
+        figures, ref_words = self.measure(turn, heard)
+        self.check(turn, figures, ref_words)
+        return turn.replace(quality=figures, answer_heard=None)
+
+    def measure(self, turn: Turn, heard: dict[str, Transcript]) -> tuple[dict[str, float | str | None], dict[str, int]]:
         """Quality figures of a turn, and the word count of each side's normalised reference."""
         q, a, u = turn.question_speech, turn.answer_speech, turn.answer_units
         figures: dict[str, float | str | None] = {}
@@ -82,12 +144,12 @@ class Gate(Stage[Turn]):
             figures[f"{side}_leading_silence_s"] = round(lead, 3)
             figures[f"{side}_trailing_silence_s"] = round(trail, 3)
             figures[f"{side}_clipping_ratio"] = round(clipping_ratio(speech.audio), 6)
-            if side in self.asr:
-                heard = self.asr[side].transcribe(resample(speech.audio, speech.sample_rate, WHISPER_RATE))
-                figures[f"{side}_asr_text"] = heard.text
-                figures[f"{side}_wer"] = round(self.wer(spoken, heard.text), 4)
-                figures[f"{side}_cer"] = round(self.wer(spoken, heard.text, unit="char"), 4)
-                figures[f"{side}_asr_confidence"] = heard.confidence
+            if side in heard:
+                text = heard[side].text
+                figures[f"{side}_asr_text"] = text
+                figures[f"{side}_wer"] = round(self.wer(spoken, text), 4)
+                figures[f"{side}_cer"] = round(self.wer(spoken, text, unit="char"), 4)
+                figures[f"{side}_asr_confidence"] = heard[side].confidence
                 ref_words[side] = len(self.wer.normalize(spoken).split())
             if self.phonemes is not None:
                 audio16k = resample(speech.audio, speech.sample_rate, WHISPER_RATE)
@@ -159,9 +221,3 @@ class Gate(Stage[Turn]):
         if g.short_judge == "confidence" and f[f"{side}_asr_confidence"] < g.min_short_confidence:
             raise StageReject(f"{side}_asr_confidence_low", f"{side}_asr_confidence={f[f'{side}_asr_confidence']:.3f} "
                               f"below the minimum {g.min_short_confidence}{heard}")
-
-    def process_one(self, turn: Turn) -> Turn:
-        self.check_lengths(turn)
-        figures, ref_words = self.measure(turn)
-        self.check(turn, figures, ref_words)
-        return turn.replace(quality=figures)

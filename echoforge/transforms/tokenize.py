@@ -6,6 +6,7 @@ import logging
 
 import numpy as np
 
+from echoforge.backends.asr import WhisperASR, fits_window
 from echoforge.backends.units import create_tokenizer
 from echoforge.config import BuildConfig
 from echoforge.schemas.records import Reject, Turn, Units
@@ -21,6 +22,7 @@ class Tokenize(Stage[Turn]):
         super().__init__(config)
         self.tokenizer = create_tokenizer(config.units)
         self._unit_lm = None
+        self._asr: WhisperASR | None = None
 
     @property
     def resources(self) -> Resources:
@@ -31,6 +33,10 @@ class Tokenize(Stage[Turn]):
 
     def setup(self) -> None:
         self.tokenizer.setup()
+        asr = WhisperASR.for_side(self.config.gate, "answer")
+        if asr is not None and self.tokenizer.encodes_like(asr):
+            asr.setup()
+            self._asr = asr  # the gate's answer transcript comes from the same encoder states
         if self.config.units.unit_lm:
             from echoforge.backends.units.unit_lm import UnitLanguageModel
 
@@ -48,11 +54,21 @@ class Tokenize(Stage[Turn]):
         if not all(np.isfinite(t.answer_speech.audio).all() for t in batch):
             return super().process(batch)
         try:
+            if self._asr is not None:
+                return self._with_transcripts(batch), []
             units = self.tokenizer.encode_batch([(t.answer_speech.audio, t.answer_speech.sample_rate) for t in batch])
         except Exception:  # noqa: BLE001 - find the turn that fails below
             log.debug("batched tokenize failed; tokenizing one at a time", exc_info=True)
             return super().process(batch)
         return [self._with_units(t, u) for t, u in zip(batch, units)], []
+
+    def _with_transcripts(self, batch: list[Turn]) -> list[Turn]:
+        """Units and the gate's answer transcript from one encoder pass per answer."""
+        states = [self.tokenizer.features(t.answer_speech.audio, t.answer_speech.sample_rate) for t in batch]
+        short = [i for i, s in enumerate(states) if fits_window(s)]
+        heard = dict(zip(short, self._asr.decode([states[i] for i in short])))
+        return [self._with_units(t, self.tokenizer.units_of(s)).replace(answer_heard=heard.get(i))
+                for i, (t, s) in enumerate(zip(batch, states))]
 
     def process_one(self, turn: Turn) -> Turn:
         speech = turn.answer_speech

@@ -50,6 +50,17 @@ class UnitTokenizer:
         """Units of several utterances; tokenizers with a model run them as one padded batch."""
         return [self.encode(a, sr) for a, sr in audios]
 
+    def encodes_like(self, asr) -> bool:
+        """Whether :meth:`features` are ``asr``'s own encoder states, so that one encoder pass gives
+        both units (:meth:`units_of`) and a transcript (``asr.decode``)."""
+        return False
+
+    def features(self, audio: np.ndarray, sample_rate: int) -> np.ndarray:
+        raise NotImplementedError
+
+    def units_of(self, features: np.ndarray) -> Units:
+        raise NotImplementedError
+
     def decode(self, codes: np.ndarray) -> np.ndarray:
         """Audio (float32 at ``sample_rate``) of a (codebooks, frames) array: codecs only."""
         raise ConfigError(f"the {self.name} tokenizer has no decoder: only codec units (encodec, mimi) "

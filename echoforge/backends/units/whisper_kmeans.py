@@ -38,14 +38,25 @@ class WhisperKMeansTokenizer(UnitTokenizer):
 
     def setup_encoder(self) -> None:
         """Load the encoder alone (fitting a codebook needs no codebook)."""
-        self._model = load_whisper(self.model_path, "cuda" if self.device == "cuda" else "cpu", self.threads)
+        self._model = load_whisper(self.model_path, self._device, self.threads, None)
+
+    @property
+    def _device(self) -> str:
+        return "cuda" if self.device == "cuda" else "cpu"
+
+    def encodes_like(self, asr) -> bool:
+        return asr.same_encoder(self.model_path, self._device)
 
     def features(self, audio: np.ndarray, sample_rate: int) -> np.ndarray:
         """Encoder states (frames, dim) at 50 Hz."""
         return encoder_states(self._model, resample(audio, sample_rate, WHISPER_RATE))
 
     def encode(self, audio: np.ndarray, sample_rate: int) -> Units:
-        codes = self.codebook.assign(self.features(audio, sample_rate))
+        return self.units_of(self.features(audio, sample_rate))
+
+    def units_of(self, features: np.ndarray) -> Units:
+        """Units of encoder states from :meth:`features`."""
+        codes = self.codebook.assign(features)
         return Units(codes[None, :], self.frame_rate, self.codebook_size, self.tag)
 
     @property
