@@ -35,12 +35,12 @@ what, inp, rows, out = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
 config = parse_config({"run": {"workers": 1}})
 
 def spoken():
-    from echoforge.io.readers import read_slice, resolve_input, scan_input
     from echoforge.pipeline.stages import run_chain
+    from echoforge.pipeline.workunits import plan_work_units
     from echoforge.transforms.ingest import Ingest
     from echoforge.transforms.speakable import Speakable
-    spec = scan_input(resolve_input(inp), config.run.work_unit_rows)
-    rows_in = list(read_slice(spec, 0, rows, config.run.work_unit_rows))
+    plan = plan_work_units([inp], config.run.work_unit_rows, rows)
+    rows_in = [r for unit in plan.units for r in plan.read(unit)]
     return run_chain([Ingest(config), Speakable(config)], rows_in).kept
 
 def piper_audio(turns, threads):

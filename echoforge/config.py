@@ -221,7 +221,9 @@ class StorageConfig(Section):
 
 
 class RunConfig(Section):
-    work_unit_rows: int = Field(16, ge=1)
+    # Input rows per work unit; None: 16, or fewer for a small input so that it still makes
+    # 16 units and no worker idles (the choice depends on the input alone, never on workers).
+    work_unit_rows: int | None = Field(None, ge=1)
     workers: int = Field(0, ge=0)  # 0: one per CPU core
     max_failure_ratio: float = Field(0.5, ge=0.0, le=1.0)
     min_turns_for_ratio: int = Field(50, ge=1)

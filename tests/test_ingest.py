@@ -11,7 +11,7 @@ import pytest
 from echoforge.config import BuildConfig, parse_config
 from echoforge.errors import InputError
 from echoforge.io.readers import read_slice, resolve_input, scan_input
-from echoforge.pipeline.workunits import plan_work_units
+from echoforge.pipeline.workunits import MAX_UNIT_ROWS, MIN_UNITS, plan_work_units
 from echoforge.transforms.ingest import Ingest, detect_format
 
 from conftest import SHAREGPT
@@ -45,6 +45,23 @@ def test_ids_are_stable_and_unique():
     b, _ = ingest(SHAREGPT, rows_per_unit=7)
     assert [t.id for t in a] == [t.id for t in b]
     assert len({t.id for t in a}) == len(a)
+
+
+def test_small_inputs_are_cut_finer_so_every_worker_has_units(tmp_path):
+    lines = tmp_path / "rows.jsonl"
+    lines.write_text("".join(json.dumps({"question": f"q{i}", "answer": f"a{i}"}) + "\n" for i in range(1000)))
+    big = plan_work_units([str(lines)])
+    assert big.rows_per_unit == MAX_UNIT_ROWS and len(big.units) == 63
+    small = plan_work_units([str(lines)], limit=40)
+    assert small.rows_per_unit == 2 and len(small.units) == 20 >= MIN_UNITS
+    assert plan_work_units([str(lines)], 16, limit=40).rows_per_unit == 16  # an explicit size is kept
+    # the finer plan reads the same rows, in the same order, through its own slice offsets
+    explicit = plan_work_units([str(lines)], 16, limit=40)
+    rows = lambda plan: [(r.position, r.data) for u in plan.units for r in plan.read(u)]
+    assert rows(small) == rows(explicit) and len(rows(small)) == 40
+    # the sample (a JSON file) too: 40 conversations in 20 units; a tiny input in units of one row
+    assert len(plan_work_units([str(SHAREGPT)]).units) == 20
+    assert plan_work_units([str(lines)], limit=5).rows_per_unit == 1
 
 
 @pytest.mark.parametrize("record, fmt, question, answer", [

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from typing import Any, Iterator, Mapping
 
 from echoforge.errors import InputError
 from echoforge.io.readers import InputSpec, RawRow, read_slice, resolve_input, scan_input
+
+MAX_UNIT_ROWS = 16  # the default work unit: small enough to lose little when a worker dies
+MIN_UNITS = 16  # a small input is cut finer, into at least this many units, so workers share it
 
 
 @dataclass(frozen=True)
@@ -39,10 +43,20 @@ class Plan:
             yield dataclasses.replace(row, work_unit=unit.index, source_id=spec.identity)
 
 
-def plan_work_units(uris: list[str], rows_per_unit: int, limit: int | None = None,
+def plan_work_units(uris: list[str], rows_per_unit: int | None = None, limit: int | None = None,
                     split: str = "train", options: Mapping[str, Any] | None = None) -> Plan:
-    """Scan the inputs and cut them into work units; the same inputs give the same plan."""
-    specs = [scan_input(resolve_input(u, split, options), rows_per_unit) for u in uris]
+    """Scan the inputs and cut them into work units; the same inputs give the same plan.
+
+    ``rows_per_unit`` None: :data:`MAX_UNIT_ROWS`, or fewer when the input (after ``limit``)
+    would make fewer than :data:`MIN_UNITS` units.
+    """
+    size = rows_per_unit or MAX_UNIT_ROWS
+    specs = [scan_input(resolve_input(u, split, options), size) for u in uris]
+    if rows_per_unit is None:
+        total = min(sum(s.rows for s in specs), limit if limit is not None else math.inf)
+        rows_per_unit = max(1, min(MAX_UNIT_ROWS, int(total // MIN_UNITS)))
+        if rows_per_unit != size:  # slice offsets are recorded per unit size: scan again
+            specs = [scan_input(resolve_input(u, split, options), rows_per_unit) for u in uris]
     seen: dict[str, str] = {}
     for u, spec in zip(uris, specs):
         if spec.identity in seen:
