@@ -35,20 +35,33 @@ from echoforge.transforms.base import Resources, Stage, StageReject
 _CLAUSE_GAP = re.compile(r"[,;:—–]|\s-\s")  # punctuation between two words that ends a clause
 
 
+def run_starts(runs: np.ndarray) -> np.ndarray:
+    """The first raw frame of each run of the deduplicated units, from the run lengths."""
+    return np.concatenate([[0], np.cumsum(runs)[:-1]]) if len(runs) else np.zeros(0, dtype=np.int64)
+
+
+def raw_span(start_s: float, end_s: float, frame_rate: float, n: int) -> tuple[int, int]:
+    """The raw unit frames ``[floor(start × rate), ceil(end × rate))`` of a time span, clipped to n frames."""
+    start = min(n, max(0, math.floor(start_s * frame_rate)))
+    return start, min(n, max(start, math.ceil(end_s * frame_rate)))
+
+
+def dedup_span(starts: np.ndarray, start: int, end: int, n: int) -> tuple[int, int]:
+    """The runs (first raw frames ``starts``) that the raw frames ``[start, end)`` of n touch."""
+    if not len(starts):
+        return 0, 0
+    d_start = int(np.searchsorted(starts, start, side="right") - 1) if start < n else len(starts)
+    return d_start, int(np.searchsorted(starts, end - 1, side="right")) if end > start else d_start
+
+
 def unit_spans(spans: list[Word], units: Units) -> list[dict]:
     """Map time spans to raw and deduplicated unit index spans."""
     n = units.num_frames
-    _, runs = units.dedup()
-    run_starts = np.concatenate([[0], np.cumsum(runs)[:-1]]) if len(runs) else np.zeros(0, dtype=np.int64)
+    starts = run_starts(units.dedup()[1])
     out = []
     for w in spans:
-        start = min(n, max(0, math.floor(w.start_s * units.frame_rate)))
-        end = min(n, max(start, math.ceil(w.end_s * units.frame_rate)))
-        if len(run_starts):
-            d_start = int(np.searchsorted(run_starts, start, side="right") - 1) if start < n else len(runs)
-            d_end = int(np.searchsorted(run_starts, end - 1, side="right")) if end > start else d_start
-        else:
-            d_start = d_end = 0
+        start, end = raw_span(w.start_s, w.end_s, units.frame_rate, n)
+        d_start, d_end = dedup_span(starts, start, end, n)
         out.append({"start_s": round(w.start_s, 4), "end_s": round(w.end_s, 4), "unit_start": start,
                     "unit_end": end, "dedup_start": d_start, "dedup_end": d_end})
     return out
