@@ -90,9 +90,10 @@ def _echo_segment_problems(row: dict[str, Any], tokenizer: LLMTokenizer | None) 
     starts = run_starts(np.asarray(row["answer_unit_durations"], dtype=np.int64))
     prev = {"end_s": 0.0, "unit_end": 0, "dedup_end": 0}
     for i, s in enumerate(segments):
-        where = f"row {rid}: echo segment {i} ({s['start_s']:.3f}-{s['end_s']:.3f} s, units {s['unit_start']}-{s['unit_end']}"
-        where += f", runs {s['dedup_start']}-{s['dedup_end']})"
-        if not (0 <= s["start_s"] <= s["end_s"] <= row["answer_duration_s"] + _EPS and s["start_s"] + _EPS >= prev["end_s"]):
+        where = (f"row {rid}: echo segment {i} ({s['start_s']:.3f}-{s['end_s']:.3f} s, "
+                 f"units {s['unit_start']}-{s['unit_end']}, runs {s['dedup_start']}-{s['dedup_end']})")
+        in_audio = 0 <= s["start_s"] <= s["end_s"] <= row["answer_duration_s"] + _EPS
+        if not (in_audio and s["start_s"] + _EPS >= prev["end_s"]):
             yield f"{where}: times out of order, overlapping the one before or past the audio"
             return
         # neighbours may share a boundary frame (and so a run)
@@ -113,7 +114,8 @@ def _echo_segment_problems(row: dict[str, Any], tokenizer: LLMTokenizer | None) 
     for i, s in enumerate(segments):
         at = cursor + len(text[cursor:]) - len(text[cursor:].lstrip())
         if not s["text"] or not text.startswith(s["text"], at):
-            yield f"row {rid}: echo segment {i} text {s['text'][:40]!r} does not continue answer_spoken at character {at}"
+            yield (f"row {rid}: echo segment {i} text {s['text'][:40]!r} does not continue answer_spoken "
+                   f"at character {at}")
             return
         char_starts.append(at if i else 0)
         cursor = at + len(s["text"])

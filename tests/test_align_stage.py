@@ -178,3 +178,19 @@ def test_resources_and_config():
         parse_config({"align": {"ctc": {"backend": "wav2vec2"}}})
     with pytest.raises(ConfigError, match=r"align\.aligner"):
         parse_config({"align": {"aligner": "whisper"}})
+
+
+def test_a_wav2vec2_checkpoint_by_path_in_the_stage(speech, tmp_path):
+    from tiny_models import save_wav2vec2_ctc
+
+    path = save_wav2vec2_ctc(tmp_path / "tiny-w2v2")
+    stage = Align(parse_config({"align": {"aligner": "ctc", "ctc": {"backend": "wav2vec2", "model": str(path)}}}))
+    stage.ensure_setup()
+    assert stage.identity()["word_aligner"] == f"wav2vec2 CTC {path}"
+    kept, rejected = stage.process([_turn(speech, 0), _turn(speech, 1)])
+    assert not rejected and [t.extra["alignment_source"] for t in kept] == ["ctc", "ctc"]
+    words = kept[0].alignment  # a random model places the words somewhere, in order, inside the audio
+    assert [w["word"] for w in words] == [w.word for w in speech.words]
+    assert all(a["end_s"] <= b["start_s"] for a, b in zip(words, words[1:]))
+    assert 0 <= words[0]["start_s"] and words[-1]["end_s"] <= speech.duration_s
+    assert [(w["start_s"], w["end_s"]) for w in kept[1].alignment] == [(w["start_s"], w["end_s"]) for w in words]

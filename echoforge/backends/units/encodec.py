@@ -12,8 +12,8 @@ Weights come from a local checkpoint named by ``units.encodec.model`` (nothing i
   described by a JSON file beside it (same stem, ``.json``; keys as in :data:`ARCH_24KHZ`).
 
 ``units.encodec.num_codebooks`` keeps N codebooks; a path ending in ``#N`` (an older way to say
-it) is refused with a line naming that field. torch, ``transformers`` and ``encodec`` are imported only when the tokenizer is set up
-(``pip install 'echoforge[torch]'``).
+it) is refused with a line naming that field. torch, ``transformers`` and ``encodec`` are
+imported only when the tokenizer is set up (``pip install 'echoforge[torch]'``).
 """
 
 from __future__ import annotations
