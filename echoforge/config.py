@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from echoforge.errors import ConfigError
 
@@ -194,6 +194,35 @@ class SegmentsConfig(Section):
         return self
 
 
+class CTCAlignerConfig(Section):
+    """``align.ctc``: the CTC forced aligner (``echoforge/backends/aligners``)."""
+
+    backend: Literal["hama", "wav2vec2"] = "hama"
+    # wav2vec2: a Wav2Vec2ForCTC directory (or Hub id when online)
+    model: str | None = Field(None, validate_default=True)
+
+    @field_validator("model")
+    @classmethod
+    def _model(cls, model: str | None, info: ValidationInfo) -> str | None:
+        backend = info.data.get("backend")
+        if backend == "wav2vec2" and not model:
+            raise ValueError("the wav2vec2 aligner needs a Wav2Vec2ForCTC checkpoint (a directory or Hub id)")
+        if backend == "hama" and model:
+            raise ValueError("the hama aligner ships its own model; leave it unset")
+        return model
+
+
+class AlignConfig(Section):
+    """Where the answer's word timings come from, and an optional check of them."""
+
+    # auto: the synthesiser's durations when the voice gives them, the CTC aligner when it gives none
+    aligner: Literal["auto", "synthesiser", "ctc"] = "auto"
+    check: bool = False  # also run the CTC aligner and record its agreement with the synthesiser
+    ctc: CTCAlignerConfig = CTCAlignerConfig()
+    device: Literal["cpu", "cuda", "auto"] = "cpu"  # of the CTC aligner (wav2vec2; hama runs on CPU)
+    batch_size: int = Field(8, ge=1)
+
+
 class OutputConfig(Section):
     format: Literal["parquet", "arrow"] = "parquet"
     validation_fraction: float = Field(0.05, ge=0.0, lt=1.0)
@@ -238,6 +267,7 @@ class BuildConfig(Section):
     units: UnitsConfig = UnitsConfig()
     gate: GateConfig = GateConfig()
     segments: SegmentsConfig = SegmentsConfig()
+    align: AlignConfig = AlignConfig()
     output: OutputConfig = OutputConfig()
     run: RunConfig = RunConfig()
     storage: StorageConfig = StorageConfig()

@@ -8,10 +8,13 @@ from typing import Any, Iterator
 import numpy as np
 
 from echoforge.audio import decode_audio
+from echoforge.backends.llm_tokenizer import LLMTokenizer
+from echoforge.errors import EchoforgeError
 from echoforge.pipeline.layout import INTERNAL, ShardPlan
 from echoforge.pipeline.output import read_table
 from echoforge.storage import folder as open_folder
 from echoforge.schemas.columns import QUESTION_SAMPLE_RATE, reject_schema, row_schema, split_of
+from echoforge.transforms.align import dedup_span, raw_span, run_starts
 
 _EPS = 0.02  # seconds of slack for float32 timings
 
@@ -73,6 +76,82 @@ def _row_problems(row: dict[str, Any], split: str, fraction: float) -> Iterator[
         yield f"row {rid}: no word alignment"
 
 
+def _echo_segment_problems(row: dict[str, Any], tokenizer: LLMTokenizer | None) -> Iterator[str]:
+    """Echo segments: spans in order, apart and within the units; texts tiling ``answer_spoken``;
+    token counts those of the build's tokenizer (when given)."""
+    rid, segments, text = row["id"], row["echo_segments"] or [], row["answer_spoken"]
+    if not row["answer_units"] or not text:
+        return  # reported by the row checks
+    if not segments:
+        if row["alignment"]:
+            yield f"row {rid}: no echo_segments"
+        return
+    n, rate = len(row["answer_units"][0]), row["units_frame_rate"]
+    starts = run_starts(np.asarray(row["answer_unit_durations"], dtype=np.int64))
+    prev = {"end_s": 0.0, "unit_end": 0, "dedup_end": 0}
+    for i, s in enumerate(segments):
+        where = (f"row {rid}: echo segment {i} ({s['start_s']:.3f}-{s['end_s']:.3f} s, "
+                 f"units {s['unit_start']}-{s['unit_end']}, runs {s['dedup_start']}-{s['dedup_end']})")
+        in_audio = 0 <= s["start_s"] <= s["end_s"] <= row["answer_duration_s"] + _EPS
+        if not (in_audio and s["start_s"] + _EPS >= prev["end_s"]):
+            yield f"{where}: times out of order, overlapping the one before or past the audio"
+            return
+        # neighbours may share a boundary frame (and so a run)
+        if not (0 <= s["unit_start"] <= s["unit_end"] <= n and s["unit_start"] + 1 >= prev["unit_end"]
+                and s["dedup_start"] + 1 >= prev["dedup_end"]):
+            yield f"{where}: unit span out of order, overlapping the one before or outside the {n} frames"
+            return
+        expected = raw_span(s["start_s"], s["end_s"], rate, n)
+        if abs(s["unit_start"] - expected[0]) > 1 or abs(s["unit_end"] - expected[1]) > 1:
+            yield f"{where}: unit span is not its times at {rate:g} Hz (frames {expected[0]}-{expected[1]})"
+            return
+        runs = dedup_span(starts, s["unit_start"], s["unit_end"], n)
+        if (s["dedup_start"], s["dedup_end"]) != runs:
+            yield f"{where}: deduplicated span is not the runs {runs[0]}-{runs[1]} that its unit span touches"
+            return
+        prev = s
+    char_starts, cursor = [], 0
+    for i, s in enumerate(segments):
+        at = cursor + len(text[cursor:]) - len(text[cursor:].lstrip())
+        if not s["text"] or not text.startswith(s["text"], at):
+            yield (f"row {rid}: echo segment {i} text {s['text'][:40]!r} does not continue answer_spoken "
+                   f"at character {at}")
+            return
+        char_starts.append(at if i else 0)
+        cursor = at + len(s["text"])
+    if text[cursor:].strip():
+        yield f"row {rid}: echo segments end at character {cursor} of the {len(text)} of answer_spoken"
+        return
+    if tokenizer is None:
+        return
+    total, counted = tokenizer.count(text), sum(s["num_tokens"] for s in segments)
+    if counted != total:
+        yield (f"row {rid}: echo_segments num_tokens add up to {counted}, answer_spoken has {total} tokens "
+               f"under {tokenizer.identity()}")
+        return
+    for i, (s, expected) in enumerate(zip(segments, tokenizer.piece_counts(text, char_starts))):
+        if s["num_tokens"] != expected:
+            yield f"row {rid}: echo segment {i} has num_tokens {s['num_tokens']}, its text has {expected} tokens"
+            return
+
+
+def _segments_tokenizer(c: Checker, manifest: dict[str, Any]) -> LLMTokenizer | None:
+    """The tokenizer the build counted echo-segment tokens with (None: not recorded, or not the same now)."""
+    recorded = manifest.get("models", {}).get("segments_tokenizer")
+    if not recorded:
+        return None
+    tokenizer = LLMTokenizer(manifest["config"].get("segments", {}).get("tokenizer"))
+    try:
+        tokenizer.setup()
+    except EchoforgeError as exc:
+        c.check(False, f"echo_segments token counts not checked: {exc}")
+        return None
+    if not c.check(tokenizer.identity() == recorded, f"echo_segments token counts not checked: the segments "
+                   f"tokenizer is now {tokenizer.identity()}, the build used {recorded}"):
+        return None
+    return tokenizer
+
+
 def validate_output(root: str | Path, options: dict[str, Any] | None = None) -> tuple[list[str], int]:
     """All problems found in an output folder (any filesystem), and how many checks ran."""
     c = Checker()
@@ -85,6 +164,7 @@ def validate_output(root: str | Path, options: dict[str, Any] | None = None) -> 
     c.check(manifest["complete"], f"only {manifest['committed_units']} of {manifest['num_units']} work units committed")
     _check_objects(c, folder, manifest)
     expected_schema = row_schema()
+    tokenizer = _segments_tokenizer(c, manifest)
     ids: set[str] = set()
     rows_seen = 0
     for shard in manifest["shards"]:
@@ -105,9 +185,11 @@ def validate_output(root: str | Path, options: dict[str, Any] | None = None) -> 
             try:
                 for problem in _row_problems(row, shard["split"], fraction):
                     c.check(False, problem)
+                for problem in _echo_segment_problems(row, tokenizer):
+                    c.check(False, problem)
             except Exception as exc:  # noqa: BLE001 - damaged audio or arrays are findings
                 c.check(False, f"row {row['id']}: unreadable ({type(exc).__name__}: {str(exc)[:120]})")
-            c.checks += 1
+            c.checks += 2
     c.check(rows_seen == manifest["rows"], f"{rows_seen} rows in shards, manifest says {manifest['rows']}")
     rejected = 0
     for rej in manifest["rejects"]:

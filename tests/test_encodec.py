@@ -9,7 +9,8 @@ import sys
 import numpy as np
 import pytest
 
-from echoforge.backends.units import unit_tokenizers
+from echoforge.backends.units import create_tokenizer, unit_tokenizers
+from echoforge.config import parse_config
 from echoforge.errors import ConfigError
 
 torch = pytest.importorskip("torch")
@@ -72,11 +73,14 @@ def test_encodec_codes_shape_range_and_determinism(checkpoint):
     assert tok.identity()["tokenizer"] == units.tokenizer
 
 
-def test_encodec_codebook_count_from_model_path_and_limits(checkpoint):
-    tok = unit_tokenizers.create("encodec", model=f"{checkpoint}#2")
+def test_encodec_codebook_count_and_limits(checkpoint):
+    tok = create_tokenizer(parse_config({"units": {"tokenizer": "encodec", "encodec": {
+        "model": str(checkpoint), "num_codebooks": 2}}}).units)
     tok.setup()
     assert tok.encode(_speechlike(0.5), 24_000).codes.shape[0] == 2
-    too_many = unit_tokenizers.create("encodec", model=f"{checkpoint}#5")
+    with pytest.raises(ConfigError, match=r"set units.encodec.num_codebooks: 2$"):
+        create_tokenizer(parse_config({"units": {"tokenizer": "encodec", "model": f"{checkpoint}#2"}}).units)
+    too_many = unit_tokenizers.create("encodec", model=str(checkpoint), num_codebooks=5)
     with pytest.raises(ConfigError, match="4 codebooks"):
         too_many.setup()
     with pytest.raises(ConfigError, match="units.model"):

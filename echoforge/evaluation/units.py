@@ -43,6 +43,7 @@ from typing import Any
 import numpy as np
 
 from echoforge.audio import resample, to_pcm16
+from echoforge.backends.aligners.agreement import alignment_figures, start_differences
 from echoforge.backends.units.fit import fit_kmeans
 from echoforge.backends.units.phones import frame_labels, phone_segments
 from echoforge.config import BuildConfig, parse_config
@@ -147,24 +148,6 @@ def match_word_starts(ours: list[tuple[str, float]], theirs: list[tuple[str, flo
             if a[block.a + d]:
                 pairs.append((ours[block.a + d][1], theirs[block.b + d][1]))
     return pairs
-
-
-def alignment_figures(errors_s: list[float], words_total: int, prefix: str = "alignment") -> dict[str, Any]:
-    """Figures of word-start errors (theirs − ours, seconds): median and 90th percentile of the
-    absolute error in ms, the shares within 50 and 100 ms, the median signed error (> 0: the
-    reference starts words later than we do) and how many words were matched."""
-    signed = np.asarray(errors_s, dtype=np.float64)
-    err = np.abs(signed)
-    some = len(err) > 0
-    return {
-        f"{prefix}_median_start_error_ms": round(float(np.median(err)) * 1000, 1) if some else None,
-        f"{prefix}_p90_start_error_ms": round(float(np.quantile(err, 0.9)) * 1000, 1) if some else None,
-        f"{prefix}_within_50ms": round(float(np.mean(err <= 0.05)), 4) if some else None,
-        f"{prefix}_within_100ms": round(float(np.mean(err <= 0.1)), 4) if some else None,
-        f"{prefix}_median_signed_error_ms": round(float(np.median(signed)) * 1000, 1) if some else None,
-        f"{prefix}_words_matched": len(err),
-        f"{prefix}_words_total": int(words_total),
-    }
 
 
 # --- reading a corpus and synthesising its answers again ----------------------------------
@@ -423,7 +406,7 @@ def ctc_agreement(rows: list[CorpusRow], aligner: str, model: str | None = None,
         placed = ctc.align_batch([(r.audio, r.sample_rate, [w for w, _, _ in r.words]) for r in chunk])
         for row, spans in zip(chunk, placed):
             total += len(row.words)
-            errors.extend(p.start_s - start for (_, start, _), p in zip(row.words, spans) if p is not None)
+            errors.extend(start_differences([start for _, start, _ in row.words], spans))
     if progress:
         progress("ctc-align", len(rows), len(rows))
     return {"ctc_aligner": ctc.identity()["aligner"], **alignment_figures(errors, total, prefix="ctc")}

@@ -53,6 +53,18 @@ QUALITY_FEATURES: dict[str, Any] = {
     "answer_per": Value("float32"),
 }
 
+#: Where the word timings came from (``synthesiser`` or ``ctc``) and, with ``align.check``, how the
+#: CTC aligner's word starts agree with the synthesiser's (figures of ``alignment_figures``).
+ALIGNMENT_FEATURES: dict[str, Any] = {
+    "alignment_source": Value("string"),
+    "ctc_median_start_error_ms": Value("float32"),
+    "ctc_p90_start_error_ms": Value("float32"),
+    "ctc_within_50ms": Value("float32"),
+    "ctc_within_100ms": Value("float32"),
+    "ctc_median_signed_error_ms": Value("float32"),
+    "ctc_words_matched": Value("int32"),
+}
+
 ROW_FEATURES = Features(
     {
         "id": Value("string"),
@@ -88,6 +100,7 @@ ROW_FEATURES = Features(
         "echo_segments": List(_ECHO_SEGMENT),
         "speakable_notes": List(Value("string")),
         **QUALITY_FEATURES,
+        **ALIGNMENT_FEATURES,
     }
 )
 
@@ -176,6 +189,8 @@ def turn_to_row(turn: Turn, keep_answer_audio: bool = True) -> dict[str, Any]:
         )
     for name in QUALITY_FEATURES:
         row[name] = turn.quality.get(name)
+    for name in ALIGNMENT_FEATURES:
+        row[name] = turn.extra.get(name)
     return row
 
 

@@ -1,5 +1,10 @@
-"""Align: word and sentence time spans (from the synthesiser's phoneme durations) → unit spans,
-and echo-training segments sized in the LLM's own tokens.
+"""Align: word and sentence time spans → unit spans, and echo-training segments sized in the
+LLM's own tokens.
+
+Word timings come from the synthesiser's phoneme durations or from a CTC forced aligner on the
+answer audio (``align.aligner``: ``auto`` takes the durations when the voice gives them, the
+aligner when it gives none, as XTTS). ``align.check`` runs the aligner beside the durations and
+records how far their word starts agree (``ctc_*`` columns).
 
 Each span carries indices into the raw units (``unit_start``/``unit_end``, end exclusive) and
 into the deduplicated units (``dedup_start``/``dedup_end``), as EchoX's segment-wise echo
@@ -17,29 +22,46 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from echoforge.backends.aligners import create_aligner
+from echoforge.backends.aligners.agreement import alignment_figures, start_differences
 from echoforge.backends.llm_tokenizer import LLMTokenizer
-from echoforge.backends.tts.base import WORD_RE
+from echoforge.backends.tts.base import WORD_RE, sentence_words
 from echoforge.config import BuildConfig, SegmentsConfig
-from echoforge.schemas.records import Turn, Units, Word
-from echoforge.transforms.base import Stage, StageReject
+from echoforge.errors import EchoforgeError
+from echoforge.schemas.columns import ALIGNMENT_FEATURES
+from echoforge.schemas.records import Reject, Turn, Units, Word
+from echoforge.transforms.base import Resources, Stage, StageReject
 
 _CLAUSE_GAP = re.compile(r"[,;:—–]|\s-\s")  # punctuation between two words that ends a clause
+
+
+def run_starts(runs: np.ndarray) -> np.ndarray:
+    """The first raw frame of each run of the deduplicated units, from the run lengths."""
+    return np.concatenate([[0], np.cumsum(runs)[:-1]]) if len(runs) else np.zeros(0, dtype=np.int64)
+
+
+def raw_span(start_s: float, end_s: float, frame_rate: float, n: int) -> tuple[int, int]:
+    """The raw unit frames ``[floor(start × rate), ceil(end × rate))`` of a time span, clipped to n frames."""
+    start = min(n, max(0, math.floor(start_s * frame_rate)))
+    return start, min(n, max(start, math.ceil(end_s * frame_rate)))
+
+
+def dedup_span(starts: np.ndarray, start: int, end: int, n: int) -> tuple[int, int]:
+    """The runs (first raw frames ``starts``) that the raw frames ``[start, end)`` of n touch."""
+    if not len(starts):
+        return 0, 0
+    d_start = int(np.searchsorted(starts, start, side="right") - 1) if start < n else len(starts)
+    return d_start, int(np.searchsorted(starts, end - 1, side="right")) if end > start else d_start
 
 
 def unit_spans(spans: list[Word], units: Units) -> list[dict]:
     """Map time spans to raw and deduplicated unit index spans."""
     n = units.num_frames
-    _, runs = units.dedup()
-    run_starts = np.concatenate([[0], np.cumsum(runs)[:-1]]) if len(runs) else np.zeros(0, dtype=np.int64)
+    starts = run_starts(units.dedup()[1])
     out = []
     for w in spans:
-        start = min(n, max(0, math.floor(w.start_s * units.frame_rate)))
-        end = min(n, max(start, math.ceil(w.end_s * units.frame_rate)))
-        if len(run_starts):
-            d_start = int(np.searchsorted(run_starts, start, side="right") - 1) if start < n else len(runs)
-            d_end = int(np.searchsorted(run_starts, end - 1, side="right")) if end > start else d_start
-        else:
-            d_start = d_end = 0
+        start, end = raw_span(w.start_s, w.end_s, units.frame_rate, n)
+        d_start, d_end = dedup_span(starts, start, end, n)
         out.append({"start_s": round(w.start_s, 4), "end_s": round(w.end_s, 4), "unit_start": start,
                     "unit_end": end, "dedup_start": d_start, "dedup_end": d_end})
     return out
@@ -129,25 +151,134 @@ def echo_segments(text: str, sentences: list[str], sentence_spans: list[Word], w
     return out
 
 
+def ctc_words(words: list[str], placed: list[Word | None], duration_s: float) -> list[Word]:
+    """Word spans from a CTC aligner's; a word it could not place (no tokens: a symbol) spans the
+    gap between its neighbours."""
+    if not any(p is not None for p in placed):
+        raise StageReject("ctc_unaligned", f"the CTC aligner placed none of the {len(words)} words "
+                          f"in {duration_s:.2f} s of audio")
+    out: list[Word] = []
+    for i, (word, p) in enumerate(zip(words, placed)):
+        if p is not None:
+            start = min(p.start_s, duration_s)
+            out.append(Word(word, start, max(start, min(p.end_s, duration_s))))
+            continue
+        start = out[-1].end_s if out else 0.0
+        after = next((q.start_s for q in placed[i + 1:] if q is not None), duration_s)
+        out.append(Word(word, start, max(start, min(after, duration_s))))
+    return out
+
+
+_CHECK_COLUMNS = [name for name in ALIGNMENT_FEATURES if name.startswith("ctc_")]
+
+
 class Align(Stage[Turn]):
     name = "align"
 
     def __init__(self, config: BuildConfig):
         super().__init__(config)
         self.tokenizer = LLMTokenizer(config.segments.tokenizer)
+        a = config.align
+        self.aligner = create_aligner(a) if a.aligner != "synthesiser" or a.check else None
+        self._aligner_error: EchoforgeError | None = None
+        self._aligner_ready = False
+        self._placed: dict[str, list[Word | None] | Exception] = {}
+
+    @property
+    def resources(self) -> Resources:
+        a = self.config.align
+        if self.aligner is None:
+            return Resources()
+        wants_gpu = self.aligner.uses_gpu and a.device in ("cuda", "auto")
+        return Resources(batch_size=a.batch_size, uses_model=True, num_gpus=1.0 if wants_gpu else 0.0)
 
     def setup(self) -> None:
         self.tokenizer.setup()
+        if self.aligner is not None and (self.config.align.aligner == "ctc" or self.config.align.check):
+            self._setup_aligner()
+            if self._aligner_error is not None:
+                raise self._aligner_error
+
+    def _setup_aligner(self) -> None:
+        """Load the CTC aligner once per process (under ``auto``, when a turn first needs it)."""
+        if self._aligner_ready or self._aligner_error is not None:
+            return
+        try:
+            self.aligner.setup()
+            self._aligner_ready = True
+        except EchoforgeError as exc:  # a missing extra or a bad checkpoint: say so on every turn that needs it
+            self._aligner_error = exc
 
     def identity(self) -> dict[str, str]:
-        return {"segments_tokenizer": self.tokenizer.identity()}
+        ident = {"segments_tokenizer": self.tokenizer.identity()}
+        if self.aligner is not None:
+            ident["word_aligner"] = self.aligner.identity()["aligner"]
+        return ident
+
+    def source(self, turn: Turn) -> str:
+        """``ctc`` or ``synthesiser``: where this turn's word timings come from."""
+        mode = self.config.align.aligner
+        return "ctc" if mode == "ctc" or (mode == "auto" and not turn.answer_speech.words) else "synthesiser"
+
+    def _needs_ctc(self, turn: Turn) -> bool:
+        return self.aligner is not None and (self.config.align.check or self.source(turn) == "ctc")
+
+    def _place(self, turns: list[Turn]) -> dict[str, list[Word | None] | Exception]:
+        """The CTC aligner's word spans of each turn's answer (one batch; turn by turn if it fails)."""
+        if not turns:
+            return {}
+        self._setup_aligner()
+        if self._aligner_error is not None:
+            return {t.id: self._aligner_error for t in turns}
+        items = [(t.answer_speech.audio, t.answer_speech.sample_rate, _spoken_words(t)) for t in turns]
+        try:
+            return {t.id: p for t, p in zip(turns, self.aligner.align_batch(items))}
+        except Exception:  # noqa: BLE001 - find the turn that fails below
+            out: dict[str, list[Word | None] | Exception] = {}
+            for t, item in zip(turns, items):
+                try:
+                    out[t.id] = self.aligner.align(*item)
+                except Exception as exc:  # noqa: BLE001 - becomes this turn's reject
+                    out[t.id] = exc
+            return out
+
+    def process(self, batch: list[Turn]) -> tuple[list[Turn], list[Reject]]:
+        self._placed = self._place([t for t in batch if self._needs_ctc(t)])
+        try:
+            return super().process(batch)
+        finally:
+            self._placed = {}
 
     def process_one(self, turn: Turn) -> Turn:
         speech, units = turn.answer_speech, turn.answer_units
-        words = unit_spans(speech.words, units)
+        words = _spoken_words(turn)
+        source = self.source(turn)
+        placed: list[Word | None] | Exception | None = None
+        if self._needs_ctc(turn):
+            placed = self._placed.pop(turn.id) if turn.id in self._placed else self._place([turn])[turn.id]
+        if source == "ctc":
+            if isinstance(placed, Exception):
+                raise StageReject("ctc_failed", f"{type(placed).__name__}: {placed}")
+            timed = ctc_words(words, placed, speech.duration_s)
+        elif not speech.words and words:
+            raise StageReject("no_durations", "the voice gives no word durations: set align.aligner to auto or ctc")
+        else:
+            timed = speech.words
+        extra = {**turn.extra, "alignment_source": source}
+        if self.config.align.check:
+            reference = [w.start_s for w in speech.words] if len(speech.words) == len(words) else []
+            errors = start_differences(reference, placed) if reference and isinstance(placed, list) else []
+            figures = alignment_figures(errors, len(words), prefix="ctc")
+            extra.update({name: figures[name] for name in _CHECK_COLUMNS})
+        spans = unit_spans(timed, units)
         segments = unit_spans(speech.sentences, units)
-        alignment = [{"word": w.word, **span} for w, span in zip(speech.words, words)]
+        alignment = [{"word": w.word, **span} for w, span in zip(timed, spans)]
         segs = [{"text": s.word, **span} for s, span in zip(speech.sentences, segments)]
-        echo = echo_segments(turn.answer_spoken, turn.answer_sentences, speech.sentences, speech.words, units,
+        echo = echo_segments(turn.answer_spoken, turn.answer_sentences, speech.sentences, timed, units,
                              self.tokenizer, self.config.segments)
-        return turn.replace(alignment=alignment, segments=segs, echo_segments=echo)
+        return turn.replace(alignment=alignment, segments=segs, echo_segments=echo, extra=extra)
+
+
+def _spoken_words(turn: Turn) -> list[str]:
+    """The answer's words as every TTS backend counts them (one ``Speech.words`` entry each)."""
+    return [w for sentence in turn.answer_sentences for w in sentence_words(sentence)]

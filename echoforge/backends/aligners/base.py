@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from echoforge.config import AlignConfig
 from echoforge.registry import Registry
 from echoforge.schemas.records import Word
 
@@ -20,6 +21,11 @@ class WordAligner:
     name = "base"
     uses_gpu = False
 
+    @classmethod
+    def from_config(cls, align: AlignConfig) -> WordAligner:
+        """The aligner of the ``align`` section (its ``ctc`` settings and ``device``)."""
+        return cls()
+
     def setup(self) -> None:
         raise NotImplementedError
 
@@ -31,3 +37,8 @@ class WordAligner:
 
     def identity(self) -> dict[str, str]:
         return {"aligner": self.name}
+
+
+def create_aligner(align: AlignConfig) -> WordAligner:
+    """The CTC aligner that ``align.ctc.backend`` names, not yet set up."""
+    return word_aligners.get(align.ctc.backend).from_config(align)

@@ -21,6 +21,7 @@ import numpy as np
 from echoforge.audio import resample
 from echoforge.backends.aligners.base import WordAligner, word_aligners
 from echoforge.backends.speech_encoders import normalized, padded_encoder_states, preprocessor_normalizes
+from echoforge.config import AlignConfig
 from echoforge.errors import ConfigError, require
 from echoforge.schemas.records import Word
 
@@ -102,7 +103,6 @@ class HamaAligner(CTCAligner):
         self.separator = tokens.index("<wb>")
         self._index = {t: i for i, t in enumerate(tokens)}
         self.frame_s = 320 / float(self._asr.model_sample_rate)
-        self._version = getattr(hama, "__version__", "") or _dist_version("hama")
 
     def emissions_batch(self, waves: list[np.ndarray]) -> list[np.ndarray]:
         a = self._asr
@@ -123,7 +123,7 @@ class HamaAligner(CTCAligner):
         return [self._index[p] for p in phones if p.strip() and p in self._index and p not in ("<wb>", "<blank>")]
 
     def identity(self) -> dict[str, str]:
-        return {"aligner": f"hama phoneme CTC + G2P {self._version}".strip()}
+        return {"aligner": f"hama phoneme CTC + G2P {_dist_version('hama')}".strip()}
 
 
 @word_aligners.register("wav2vec2")
@@ -135,6 +135,10 @@ class Wav2Vec2Aligner(CTCAligner):
 
     def __init__(self, model: str | None = None, device: str = "cpu", pad_batches: bool | None = None):
         self.model_path, self.device, self.pad_batches = model, device, pad_batches
+
+    @classmethod
+    def from_config(cls, align: AlignConfig) -> Wav2Vec2Aligner:
+        return cls(align.ctc.model, align.device)
 
     def setup(self) -> None:
         transformers = require("transformers", "the wav2vec2 CTC aligner", "torch")
@@ -149,7 +153,7 @@ class Wav2Vec2Aligner(CTCAligner):
         except (OSError, ValueError) as exc:
             raise ConfigError(f"cannot load a Wav2Vec2ForCTC with its tokenizer from {self.model_path} "
                               f"({str(exc).splitlines()[0]})") from None
-        self._device = torch_device(self.device)
+        self._device = torch_device(self.device, "align.device")
         self._model = model.eval().to(self._device)
         if self.pad_batches is None:
             self.pad_batches = self._device == "cuda"

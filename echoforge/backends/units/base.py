@@ -75,12 +75,12 @@ def create_tokenizer(units: UnitsConfig, **overrides) -> UnitTokenizer:
     return unit_tokenizers.get(units.tokenizer).from_config(units, **overrides)
 
 
-def torch_device(device: str) -> str:
-    """"cuda" or "cpu" for a ``units.device`` setting ("auto": CUDA when there is one)."""
+def torch_device(device: str, field: str = "units.device") -> str:
+    """"cuda" or "cpu" for a ``device`` setting ("auto": CUDA when there is one)."""
     import torch
 
     if device == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("units.device is 'cuda' but torch sees no CUDA device")
+        raise ConfigError(f"{field} is 'cuda' but torch sees no CUDA device")
     return "cuda" if device == "cuda" or (device == "auto" and torch.cuda.is_available()) else "cpu"
 
 

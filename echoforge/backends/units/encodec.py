@@ -11,9 +11,9 @@ Weights come from a local checkpoint named by ``units.encodec.model`` (nothing i
 * a ``.th``/``.pt`` state-dict file of the 24 kHz architecture, or of another architecture
   described by a JSON file beside it (same stem, ``.json``; keys as in :data:`ARCH_24KHZ`).
 
-``units.encodec.num_codebooks`` keeps N codebooks (the older ``units.model: PATH#N`` still
-works). torch, ``transformers`` and ``encodec`` are imported only when the tokenizer is set up
-(``pip install 'echoforge[torch]'``).
+``units.encodec.num_codebooks`` keeps N codebooks; a path ending in ``#N`` (an older way to say
+it) is refused with a line naming that field. torch, ``transformers`` and ``encodec`` are
+imported only when the tokenizer is set up (``pip install 'echoforge[torch]'``).
 """
 
 from __future__ import annotations
@@ -116,11 +116,11 @@ class EncodecTokenizer(CodecTokenizer):
 
     def __init__(self, model: str | None = None, num_codebooks: int | None = None, device: str = "cpu",
                  threads: int = 1, codebook: str | None = None, pad_batches: bool | None = None):
-        base, _, n = (model or "").partition("#")
-        if n and not n.isdigit():
-            raise ConfigError(f"units.model '{model}': the part after '#' must be a number of codebooks")
-        super().__init__(base or None, num_codebooks or (int(n) if n else None), device, threads, codebook,
-                         pad_batches)
+        base, sep, n = (model or "").rpartition("#")
+        if sep and n.isdigit():
+            raise ConfigError(f"units.encodec.model '{model}': a number of codebooks after '#' is not read; "
+                              f"give the path alone and set units.encodec.num_codebooks: {n}")
+        super().__init__(model, num_codebooks, device, threads, codebook, pad_batches)
         self._model = None
         self._sha = ""
 
