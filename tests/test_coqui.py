@@ -13,6 +13,7 @@ import pytest
 from echoforge.backends.tts import VoiceRequest
 from echoforge.backends.tts.base import sentence_words
 from echoforge.backends.tts.coqui import CoquiBackend
+from echoforge.config import CoquiConfig
 from echoforge.errors import ConfigError
 
 from tiny_coqui import SPEAKERS, make_tiny_vits
@@ -149,3 +150,32 @@ def test_xtts_voice_loads_from_a_model_directory_with_reference_clips(tmp_path):
         CoquiBackend([str(model)]).setup()
     with pytest.raises(ConfigError, match="reference clip not found"):
         CoquiBackend([f"{model}#{tmp_path / 'nobody.wav'}"]).setup()
+
+
+def test_coqui_reads_its_own_section(model_dir):
+    """synthesis.coqui's VITS noise reaches the model: without noise, seeds give the same samples."""
+    from echoforge.config import parse_config
+
+    voice = f"{model_dir}#bo"
+    quiet = CoquiBackend.from_config([voice], parse_config(
+        {"synthesis": {"coqui": {"noise_scale": 0.0, "noise_scale_dp": 0.0}}}).synthesis)
+    quiet.setup()
+    a, b = _say(quiet, voice, seed=1), _say(quiet, voice, seed=2)
+    assert len(a.audio) > 0 and np.array_equal(a.audio, b.audio)
+    noisy = CoquiBackend.from_config([voice], parse_config({}).synthesis)
+    noisy.setup()
+    c, d = _say(noisy, voice, seed=1), _say(noisy, voice, seed=2)
+    assert not (len(c.audio) == len(d.audio) and np.array_equal(c.audio, d.audio))
+    assert c.has_durations and [p for p, _, _ in c.phonemes]  # VITS gives symbol durations
+
+
+def test_cuda_without_a_gpu_is_one_config_error(model_dir):
+    import torch
+
+    if torch.cuda.is_available():  # the error is for machines without one
+        backend = CoquiBackend([f"{model_dir}#bo"], CoquiConfig(device="cuda"))
+        backend.setup()
+        assert backend.sample_rate(f"{model_dir}#bo") == 16_000
+        return
+    with pytest.raises(ConfigError, match="synthesis.coqui.device is 'cuda' but torch sees no CUDA device"):
+        CoquiBackend([f"{model_dir}#bo"], CoquiConfig(device="cuda")).setup()

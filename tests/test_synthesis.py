@@ -79,3 +79,17 @@ def test_unknown_voice_is_a_config_error(tmp_path):
 
     with pytest.raises(ConfigError, match="no Piper model"):
         PiperBackend([str(tmp_path / "missing.onnx")]).setup()
+
+
+def test_piper_reads_its_own_section():
+    """Without noise (synthesis.piper) the seed no longer matters; the default voice's noise does."""
+    quiet = PiperBackend.from_config(["joe"], parse_config({"synthesis": {"piper": {"noise_scale": 0.0,
+                                                                                     "noise_w": 0.0}}}).synthesis)
+    quiet.setup()
+    text = ("Quiet noise.",)
+    a, b = (quiet.synthesize(VoiceRequest(text, "joe", 1.0, seed)).audio for seed in (1, 2))
+    assert len(a) > 0 and np.array_equal(a, b)
+    default = PiperBackend.from_config(["joe"], parse_config({}).synthesis)
+    default.setup()
+    c, d = (default.synthesize(VoiceRequest(text, "joe", 1.0, seed)).audio for seed in (1, 2))
+    assert not (len(c) == len(d) and np.array_equal(c, d))

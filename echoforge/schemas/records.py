@@ -36,6 +36,7 @@ class Speech:
     sentences: list[Word] = field(default_factory=list)  # sentence text with its span
     phonemes: list[tuple[str, float, float]] = field(default_factory=list)
     speaker: str = ""  # who speaks: the voice's model and speaker name, the same however the voice was named
+    has_durations: bool = True  # False: the synthesiser gives no phoneme or word timings (XTTS); words are empty
 
     @property
     def duration_s(self) -> float:
