@@ -47,7 +47,11 @@ def make_tiny_vits(directory: Path, speakers: list[str] | None = SPEAKERS, seed:
 
 def make_tiny_xtts(directory: Path, seed: int = 0) -> Path:
     """Write a small random XTTS (GPT of one layer; coqui's own decoder) as released XTTS models
-    are laid out: config.json, model.pth ({"model": state dict}) and the BPE vocab.json."""
+    are laid out: config.json, model.pth ({"model": state dict}) and the BPE vocab.json.
+
+    The GPT is tiny and may say at most 27 audio codes (about 1.3 s); the HiFi-GAN decoder and
+    its speaker encoder keep coqui's sizes (90 MB), since ``Xtts.init_models`` fixes their widths
+    (``XttsArgs`` sets only their input and speaker-embedding sizes)."""
     import torch
     from tokenizers import Tokenizer, models, pre_tokenizers, trainers
     from TTS.tts.configs.xtts_config import XttsConfig
@@ -62,7 +66,7 @@ def make_tiny_xtts(directory: Path, seed: int = 0) -> Path:
     vocab.save(str(directory / "vocab.json"))
     args = XttsArgs(gpt_layers=1, gpt_n_model_channels=32, gpt_n_heads=2, gpt_number_text_tokens=vocab.get_vocab_size(),
                     gpt_start_text_token=3, gpt_stop_text_token=0, gpt_num_audio_tokens=66, gpt_start_audio_token=64,
-                    gpt_stop_audio_token=65, gpt_max_audio_tokens=100, gpt_max_text_tokens=100,
+                    gpt_stop_audio_token=65, gpt_max_audio_tokens=30, gpt_max_text_tokens=100,
                     gpt_max_prompt_tokens=20, decoder_input_dim=32, tokenizer_file=str(directory / "vocab.json"))
     config = XttsConfig(model_args=args, audio=XttsAudioConfig(), languages=["en"])
     torch.manual_seed(seed)

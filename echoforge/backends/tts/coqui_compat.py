@@ -42,6 +42,8 @@ def fix_xtts_cache(model) -> bool:
 
     if "cache" not in inspect.signature(GenerationMixin.prepare_inputs_for_generation).parameters:
         return False  # transformers 4: generate still passes past_key_values
+    if "forward" in vars(inference):
+        return True  # fixed already
     forward = type(inference).forward
 
     @functools.wraps(forward)
