@@ -100,9 +100,9 @@ class CoquiConfig(Section):
     language: str = "en"  # XTTS language; language id of a multilingual VITS
     noise_scale: float | None = Field(None, ge=0.0)  # VITS sampling noise; None: the model's own
     noise_scale_dp: float | None = Field(None, ge=0.0)  # VITS duration noise; None: the model's own
-    # VITS sentences of similar length synthesised as one padded batch of up to synthesis.batch_size;
-    # None: batched on cuda, one at a time on cpu (docs/benchmarks.md).
-    batched: bool | None = None
+    # VITS sentences of similar length synthesised as padded batches of up to synthesis.batch_size
+    # (off: slower on CPU, docs/benchmarks.md; not yet measured on a GPU)
+    batched: bool = False
     # XTTS sampling; None: the model's config.json
     temperature: float | None = Field(None, gt=0.0)
     top_k: int | None = Field(None, ge=1)

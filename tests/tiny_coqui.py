@@ -8,8 +8,12 @@ from pathlib import Path
 SPEAKERS = ["ada", "bo", "cy"]
 
 
-def make_tiny_vits(directory: Path, speakers: list[str] | None = SPEAKERS, seed: int = 0) -> Path:
-    """Write a character-based VITS (no phonemizer needed) to ``directory``; return it."""
+def make_tiny_vits(directory: Path, speakers: list[str] | None = SPEAKERS, seed: int = 0,
+                   full_size: bool = False) -> Path:
+    """Write a character-based VITS (no phonemizer needed) to ``directory``; return it.
+
+    ``full_size``: the architecture of coqui's released VCTK VITS (coqui's ``VitsArgs`` defaults:
+    6-layer text encoder of 192 channels, HiFi-GAN V1 decoder, 22,050 Hz, hop 256), for benchmarks."""
     import torch
     from trainer.io import save_checkpoint
     from TTS.config.shared_configs import BaseAudioConfig
@@ -30,6 +34,10 @@ def make_tiny_vits(directory: Path, speakers: list[str] | None = SPEAKERS, seed:
                                   bos="<BOS>", blank="<BLNK>", characters="abcdefghijklmnopqrstuvwxyz",
                                   punctuations="!'(),-.:;? ", phonemes=None, is_unique=True, is_sorted=True)
     audio = BaseAudioConfig(sample_rate=16000, hop_length=64, win_length=128, fft_size=128, num_mels=20)
+    if full_size:
+        args = VitsArgs(use_speaker_embedding=bool(speakers), speaker_embedding_channels=256, init_discriminator=False,
+                        length_scale=2.0)
+        audio = BaseAudioConfig(sample_rate=22050, hop_length=256, win_length=1024, fft_size=1024, num_mels=80)
     config = VitsConfig(model_args=args, use_phonemes=False, text_cleaner="basic_cleaners", characters=characters,
                         audio=audio, add_blank=True, output_path=str(directory))
     if speakers:

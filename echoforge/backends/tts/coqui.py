@@ -156,7 +156,7 @@ class CoquiBackend(TTSBackend):
                  threads: int = 1):
         super().__init__(voices)
         self.config = config
-        self.batch_size = batch_size if self.batched else 1
+        self.batch_size = batch_size if config.batched else 1
         self.threads = threads
         self.device = config.device
         self._voices: dict[str, _Voice] = {}
@@ -164,11 +164,6 @@ class CoquiBackend(TTSBackend):
     @classmethod
     def from_config(cls, voices: list[str], synthesis: SynthesisConfig) -> CoquiBackend:
         return cls(voices, synthesis.coqui, synthesis.batch_size)
-
-    @property
-    def batched(self) -> bool:
-        """Whether VITS sentences run as padded batches (default: on CUDA only)."""
-        return self.config.device == "cuda" if self.config.batched is None else self.config.batched
 
     def setup(self) -> None:
         torch = require("torch", "coqui TTS", "coqui")
