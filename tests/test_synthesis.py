@@ -93,3 +93,13 @@ def test_piper_reads_its_own_section():
     default.setup()
     c, d = (default.synthesize(VoiceRequest(text, "joe", 1.0, seed)).audio for seed in (1, 2))
     assert not (len(c) == len(d) and np.array_equal(c, d))
+
+
+def test_a_cuda_section_asks_for_a_gpu_only_when_its_backend_speaks():
+    def gpus(**synthesis) -> float:
+        return Synthesize(parse_config({"synthesis": synthesis})).resources.num_gpus
+
+    assert gpus() == 0.0
+    assert gpus(coqui={"device": "cuda"}) == 0.0  # no coqui voice in the pool
+    assert gpus(coqui={"device": "cuda"}, user_voices=["joe", "coqui:/models/vits#p225"]) == 1.0
+    assert gpus(piper={"device": "cuda"}) == 1.0

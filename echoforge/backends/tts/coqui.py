@@ -285,8 +285,11 @@ class CoquiBackend(TTSBackend):
 
     @staticmethod
     def _batchable(v: _Voice) -> bool:
-        """Padded batches match single sentences unless the model interpolates z across frames."""
-        return not getattr(v.model.args, "encoder_sample_rate", None)
+        """Whether padded batches give the model's single-sentence samples: VITS, unless it
+        interpolates its latents across frames."""
+        model = v.model
+        return (hasattr(model, "flow") and hasattr(model, "waveform_decoder")
+                and not getattr(model.args, "encoder_sample_rate", None))
 
     def _vits(self, items: list[tuple[_Voice, list[int], float, int]]) -> list[tuple[np.ndarray, list]]:
         """Audio and symbol spans (blanks and padding dropped) of sentences of one VITS model:
@@ -315,9 +318,12 @@ class CoquiBackend(TTSBackend):
         model.inference_noise_scale = v0.noise_scale if self.config.noise_scale is None else self.config.noise_scale
         model.inference_noise_scale_dp = (v0.noise_scale_dp if self.config.noise_scale_dp is None
                                           else self.config.noise_scale_dp)
+        seeds = [seed for _, _, _, seed in items]
         masked = masked_decoder(model) if len(items) > 1 else contextlib.nullcontext()
-        with torch.inference_mode(), seeded_noise([seed for _, _, _, seed in items]), masked:
-            out = model.inference(x.to(self.device), aux_input=aux)
+        with torch.random.fork_rng(devices=[] if self.device == "cpu" else None), torch.inference_mode():
+            torch.manual_seed(seeds[0])  # noise drawn elsewhere than VITS's own draws (other VITS-like models)
+            with seeded_noise(seeds), masked:
+                out = model.inference(x.to(self.device), aux_input=aux)
         waves = out["model_outputs"][:, 0].float().cpu().numpy()
         durations = out["durations"][:, 0].long().cpu().numpy()
         hop = waves.shape[-1] // max(int(durations.sum(axis=1).max()), 1)
