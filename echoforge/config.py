@@ -85,6 +85,32 @@ class SpeakableConfig(Section):
     block_placeholder: str | None = None
 
 
+class PiperConfig(Section):
+    """``synthesis.piper``: Piper voices through onnxruntime."""
+
+    noise_scale: float | None = Field(None, ge=0.0)  # VITS sampling noise; None: the voice's own
+    noise_w: float | None = Field(None, ge=0.0)  # duration noise; None: the voice's own
+    device: Literal["cpu", "cuda"] = "cpu"  # cuda: onnxruntime's CUDA provider
+
+
+class CoquiConfig(Section):
+    """``synthesis.coqui``: coqui-tts models (VITS family, XTTS)."""
+
+    device: Literal["cpu", "cuda"] = "cpu"
+    language: str = "en"  # XTTS language; language id of a multilingual VITS
+    noise_scale: float | None = Field(None, ge=0.0)  # VITS sampling noise; None: the model's own
+    noise_scale_dp: float | None = Field(None, ge=0.0)  # VITS duration noise; None: the model's own
+    # VITS sentences of similar length synthesised as padded batches of up to synthesis.batch_size
+    # (off: slower on CPU, docs/benchmarks.md; not yet measured on a GPU)
+    batched: bool = False
+    # XTTS sampling; None: the model's config.json
+    temperature: float | None = Field(None, gt=0.0)
+    top_k: int | None = Field(None, ge=1)
+    top_p: float | None = Field(None, gt=0.0, le=1.0)
+    repetition_penalty: float | None = Field(None, gt=0.0)
+    length_penalty: float | None = None
+
+
 class SynthesisConfig(Section):
     backend: str = "piper"
     assistant_voice: str = "joe"
@@ -92,12 +118,11 @@ class SynthesisConfig(Section):
     rate_jitter: float = Field(0.08, ge=0.0, lt=0.5)
     assistant_rate_jitter: float = Field(0.03, ge=0.0, lt=0.5)
     seed: int = 0
-    noise_scale: float | None = Field(None, ge=0.0)
-    noise_w: float | None = Field(None, ge=0.0)
     sentence_pause_s: float = Field(0.25, ge=0.0, le=2.0)
     keep_answer_audio: bool = True
     batch_size: int = Field(8, ge=1)
-    device: Literal["cpu", "cuda"] = "cpu"  # torch backends (coqui)
+    piper: PiperConfig = PiperConfig()
+    coqui: CoquiConfig = CoquiConfig()
 
     @model_validator(mode="after")
     def _voices(self) -> SynthesisConfig:
@@ -306,8 +331,19 @@ def _field_path(loc: tuple[Any, ...]) -> str:
     return ".".join(str(p) for p in loc if not str(p).startswith("function-"))
 
 
+# Keys that moved into a section of their own: an old config gets one line saying where.
+MOVED = {
+    "synthesis.noise_scale": "synthesis.piper.noise_scale (coqui: synthesis.coqui.noise_scale)",
+    "synthesis.noise_w": "synthesis.piper.noise_w (coqui: synthesis.coqui.noise_scale_dp)",
+    "synthesis.device": "synthesis.piper.device and synthesis.coqui.device",
+}
+
+
 def _suggestion(loc: tuple[Any, ...]) -> str:
-    """For an unknown key, the closest valid key of its section (`` (did you mean 'x'?)``) or ''."""
+    """For an unknown key, where it moved (``: moved to x.y``), the closest valid key of its
+    section (`` (did you mean 'x'?)``) or ''."""
+    if _field_path(loc) in MOVED:
+        return f": moved to {MOVED[_field_path(loc)]}"
     model: Any = BuildConfig
     for part in loc[:-1]:
         field = model.model_fields.get(str(part)) if isinstance(model, type) else None

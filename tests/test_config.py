@@ -14,6 +14,10 @@ from echoforge.errors import ConfigError
     ({"gate": {"asr": "maybe"}}, "gate.asr"),
     ({"speakable": {"code": "burn"}}, "speakable.code"),
     ({"output": {"validation_fraction": 1.5}}, "output.validation_fraction"),
+    ({"synthesis": {"coqui": {"top_p": 2}}}, "synthesis.coqui.top_p"),
+    ({"synthesis": {"coqui": {"device": "tpu"}}}, "synthesis.coqui.device"),
+    ({"synthesis": {"piper": {"noise_w": -1}}}, "synthesis.piper.noise_w"),
+    ({"synthesis": {"piper": {"noise_scal": 0.5}}}, "synthesis.piper.noise_scal: unknown field"),
 ])
 def test_errors_name_the_field(data, message):
     with pytest.raises(ConfigError, match=message.replace(".", r"\.")):
@@ -33,3 +37,22 @@ def test_fingerprint_ignores_workers_only():
     base = BuildConfig()
     assert base.with_overrides(run={"workers": 4}).fingerprint() == base.fingerprint()
     assert base.with_overrides(synthesis={"seed": 1}).fingerprint() != base.fingerprint()
+
+
+@pytest.mark.parametrize("key, value, where", [
+    ("noise_scale", 0.5, "synthesis.piper.noise_scale (coqui: synthesis.coqui.noise_scale)"),
+    ("noise_w", 0.5, "synthesis.piper.noise_w (coqui: synthesis.coqui.noise_scale_dp)"),
+    ("device", "cuda", "synthesis.piper.device and synthesis.coqui.device"),
+])
+def test_a_moved_synthesis_key_says_where_it_went(key, value, where):
+    with pytest.raises(ConfigError) as caught:
+        parse_config({"synthesis": {key: value, "seed": 3}})
+    assert str(caught.value) == f"config error at synthesis.{key}: unknown field: moved to {where}"
+
+
+def test_tts_backend_sections_make_rows():
+    base = BuildConfig()
+    assert base.with_overrides(synthesis={"piper": {"noise_scale": 0.3}}).fingerprint() != base.fingerprint()
+    assert base.with_overrides(synthesis={"coqui": {"temperature": 0.5}}).fingerprint() != base.fingerprint()
+    assert base.with_overrides(synthesis={"batch_size": 2}).fingerprint() == base.fingerprint()
+    assert base.row_settings()["synthesis"]["coqui"]["language"] == "en"

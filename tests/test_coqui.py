@@ -13,6 +13,7 @@ import pytest
 from echoforge.backends.tts import VoiceRequest
 from echoforge.backends.tts.base import sentence_words
 from echoforge.backends.tts.coqui import CoquiBackend
+from echoforge.config import CoquiConfig
 from echoforge.errors import ConfigError
 
 from tiny_coqui import SPEAKERS, make_tiny_vits
@@ -129,14 +130,25 @@ def test_a_moved_model_directory_loads(model_dir, tmp_path):
     assert np.array_equal(said, original.synthesize(VoiceRequest(("Same weights.",), f"{model_dir}#cy", 1.0, 1)).audio)
 
 
-def test_xtts_voice_loads_from_a_model_directory_with_reference_clips(tmp_path):
+@pytest.fixture(scope="module")
+def xtts(tmp_path_factory):
+    """A tiny random XTTS and two reference clips of different voices: (model dir, clip, other clip)."""
     import soundfile as sf
 
     from tiny_coqui import make_tiny_xtts
 
-    model = make_tiny_xtts(tmp_path / "tiny-xtts")
-    clip = tmp_path / "maria.wav"
-    sf.write(clip, (np.random.default_rng(0).standard_normal(22050) * 0.1).astype(np.float32), 22050)
+    root = tmp_path_factory.mktemp("xtts")
+    model = make_tiny_xtts(root / "tiny-xtts")
+    t = np.arange(22050) / 22050
+    maria = (np.random.default_rng(0).standard_normal(22050) * 0.1).astype(np.float32)
+    tom = (0.3 * np.sin(2 * np.pi * 140 * t) * (1 + np.sin(2 * np.pi * 3 * t))).astype(np.float32)
+    sf.write(root / "maria.wav", maria, 22050)
+    sf.write(root / "tom.wav", tom, 22050)
+    return model, root / "maria.wav", root / "tom.wav"
+
+
+def test_xtts_voice_loads_from_a_model_directory_with_reference_clips(xtts, tmp_path):
+    model, clip, _ = xtts
     voice = f"{model}#{clip}"
     backend = CoquiBackend([voice])
     backend.setup()
@@ -149,3 +161,65 @@ def test_xtts_voice_loads_from_a_model_directory_with_reference_clips(tmp_path):
         CoquiBackend([str(model)]).setup()
     with pytest.raises(ConfigError, match="reference clip not found"):
         CoquiBackend([f"{model}#{tmp_path / 'nobody.wav'}"]).setup()
+
+
+@pytest.fixture(scope="module")
+def xtts_backend(xtts):
+    model, maria, tom = xtts
+    backend = CoquiBackend([f"{model}#{maria}", f"{model}#{tom}"])
+    backend.setup()
+    return backend
+
+
+def test_xtts_speaks_seeded_without_durations(xtts, xtts_backend):
+    """XTTS generates under transformers 5 (coqui_compat), the same samples for the same seed."""
+    model, maria, _ = xtts
+    voice = f"{model}#{maria}"
+    a, b = _say(xtts_backend, voice, seed=5), _say(xtts_backend, voice, seed=5)
+    assert len(a.audio) > 0 and np.array_equal(a.audio, b.audio)
+    assert a.sample_rate == 24_000 and np.isfinite(a.audio).all() and max(abs(a.audio)) == pytest.approx(0.9, abs=1e-3)
+    assert a.words == [] and a.phonemes == []  # for a forced aligner to time
+    first, second = a.sentences
+    assert [first.word, second.word] == list(SENTENCES)
+    assert first.start_s == 0 and first.end_s > 0 and second.end_s == pytest.approx(a.duration_s)
+    assert second.start_s - first.end_s == pytest.approx(0.25, abs=1e-3)
+    c = _say(xtts_backend, voice, seed=6)
+    assert not (len(c.audio) == len(a.audio) and np.array_equal(a.audio, c.audio))
+
+
+def test_xtts_reference_clip_changes_the_voice(xtts, xtts_backend):
+    model, maria, tom = xtts
+    a = _say(xtts_backend, f"{model}#{maria}", seed=5, sentences=("Hello there.",))
+    b = _say(xtts_backend, f"{model}#{tom}", seed=5, sentences=("Hello there.",))
+    assert xtts_backend.speaker_of(f"{model}#{tom}") == "tiny-xtts#tom"
+    n = min(len(a.audio), len(b.audio))
+    assert n > 0 and not np.allclose(a.audio[:n], b.audio[:n], atol=1e-2)
+
+
+def test_coqui_reads_its_own_section(model_dir):
+    """synthesis.coqui's VITS noise reaches the model: without noise, seeds give the same samples."""
+    from echoforge.config import parse_config
+
+    voice = f"{model_dir}#bo"
+    quiet = CoquiBackend.from_config([voice], parse_config(
+        {"synthesis": {"coqui": {"noise_scale": 0.0, "noise_scale_dp": 0.0}}}).synthesis)
+    quiet.setup()
+    a, b = _say(quiet, voice, seed=1), _say(quiet, voice, seed=2)
+    assert len(a.audio) > 0 and np.array_equal(a.audio, b.audio)
+    noisy = CoquiBackend.from_config([voice], parse_config({}).synthesis)
+    noisy.setup()
+    c, d = _say(noisy, voice, seed=1), _say(noisy, voice, seed=2)
+    assert not (len(c.audio) == len(d.audio) and np.array_equal(c.audio, d.audio))
+    assert c.words and [p for p, _, _ in c.phonemes]  # VITS gives symbol durations
+
+
+def test_cuda_without_a_gpu_is_one_config_error(model_dir):
+    import torch
+
+    if torch.cuda.is_available():  # the error is for machines without one
+        backend = CoquiBackend([f"{model_dir}#bo"], CoquiConfig(device="cuda"))
+        backend.setup()
+        assert backend.sample_rate(f"{model_dir}#bo") == 16_000
+        return
+    with pytest.raises(ConfigError, match="synthesis.coqui.device is 'cuda' but torch sees no CUDA device"):
+        CoquiBackend([f"{model_dir}#bo"], CoquiConfig(device="cuda")).setup()

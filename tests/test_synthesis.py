@@ -79,3 +79,27 @@ def test_unknown_voice_is_a_config_error(tmp_path):
 
     with pytest.raises(ConfigError, match="no Piper model"):
         PiperBackend([str(tmp_path / "missing.onnx")]).setup()
+
+
+def test_piper_reads_its_own_section():
+    """Without noise (synthesis.piper) the seed no longer matters; the default voice's noise does."""
+    quiet = PiperBackend.from_config(["joe"], parse_config({"synthesis": {"piper": {"noise_scale": 0.0,
+                                                                                     "noise_w": 0.0}}}).synthesis)
+    quiet.setup()
+    text = ("Quiet noise.",)
+    a, b = (quiet.synthesize(VoiceRequest(text, "joe", 1.0, seed)).audio for seed in (1, 2))
+    assert len(a) > 0 and np.array_equal(a, b)
+    default = PiperBackend.from_config(["joe"], parse_config({}).synthesis)
+    default.setup()
+    c, d = (default.synthesize(VoiceRequest(text, "joe", 1.0, seed)).audio for seed in (1, 2))
+    assert not (len(c) == len(d) and np.array_equal(c, d))
+
+
+def test_a_cuda_section_asks_for_a_gpu_only_when_its_backend_speaks():
+    def gpus(**synthesis) -> float:
+        return Synthesize(parse_config({"synthesis": synthesis})).resources.num_gpus
+
+    assert gpus() == 0.0
+    assert gpus(coqui={"device": "cuda"}) == 0.0  # no coqui voice in the pool
+    assert gpus(coqui={"device": "cuda"}, user_voices=["joe", "coqui:/models/vits#p225"]) == 1.0
+    assert gpus(piper={"device": "cuda"}) == 1.0

@@ -8,8 +8,12 @@ from pathlib import Path
 SPEAKERS = ["ada", "bo", "cy"]
 
 
-def make_tiny_vits(directory: Path, speakers: list[str] | None = SPEAKERS, seed: int = 0) -> Path:
-    """Write a character-based VITS (no phonemizer needed) to ``directory``; return it."""
+def make_tiny_vits(directory: Path, speakers: list[str] | None = SPEAKERS, seed: int = 0,
+                   full_size: bool = False) -> Path:
+    """Write a character-based VITS (no phonemizer needed) to ``directory``; return it.
+
+    ``full_size``: the architecture of coqui's released VCTK VITS (coqui's ``VitsArgs`` defaults:
+    6-layer text encoder of 192 channels, HiFi-GAN V1 decoder, 22,050 Hz, hop 256), for benchmarks."""
     import torch
     from trainer.io import save_checkpoint
     from TTS.config.shared_configs import BaseAudioConfig
@@ -30,6 +34,10 @@ def make_tiny_vits(directory: Path, speakers: list[str] | None = SPEAKERS, seed:
                                   bos="<BOS>", blank="<BLNK>", characters="abcdefghijklmnopqrstuvwxyz",
                                   punctuations="!'(),-.:;? ", phonemes=None, is_unique=True, is_sorted=True)
     audio = BaseAudioConfig(sample_rate=16000, hop_length=64, win_length=128, fft_size=128, num_mels=20)
+    if full_size:
+        args = VitsArgs(use_speaker_embedding=bool(speakers), speaker_embedding_channels=256, init_discriminator=False,
+                        length_scale=2.0)
+        audio = BaseAudioConfig(sample_rate=22050, hop_length=256, win_length=1024, fft_size=1024, num_mels=80)
     config = VitsConfig(model_args=args, use_phonemes=False, text_cleaner="basic_cleaners", characters=characters,
                         audio=audio, add_blank=True, output_path=str(directory))
     if speakers:
@@ -47,7 +55,11 @@ def make_tiny_vits(directory: Path, speakers: list[str] | None = SPEAKERS, seed:
 
 def make_tiny_xtts(directory: Path, seed: int = 0) -> Path:
     """Write a small random XTTS (GPT of one layer; coqui's own decoder) as released XTTS models
-    are laid out: config.json, model.pth ({"model": state dict}) and the BPE vocab.json."""
+    are laid out: config.json, model.pth ({"model": state dict}) and the BPE vocab.json.
+
+    The GPT is tiny and may say at most 27 audio codes (about 1.3 s); the HiFi-GAN decoder and
+    its speaker encoder keep coqui's sizes (90 MB), since ``Xtts.init_models`` fixes their widths
+    (``XttsArgs`` sets only their input and speaker-embedding sizes)."""
     import torch
     from tokenizers import Tokenizer, models, pre_tokenizers, trainers
     from TTS.tts.configs.xtts_config import XttsConfig
@@ -62,7 +74,7 @@ def make_tiny_xtts(directory: Path, seed: int = 0) -> Path:
     vocab.save(str(directory / "vocab.json"))
     args = XttsArgs(gpt_layers=1, gpt_n_model_channels=32, gpt_n_heads=2, gpt_number_text_tokens=vocab.get_vocab_size(),
                     gpt_start_text_token=3, gpt_stop_text_token=0, gpt_num_audio_tokens=66, gpt_start_audio_token=64,
-                    gpt_stop_audio_token=65, gpt_max_audio_tokens=100, gpt_max_text_tokens=100,
+                    gpt_stop_audio_token=65, gpt_max_audio_tokens=30, gpt_max_text_tokens=100,
                     gpt_max_prompt_tokens=20, decoder_input_dim=32, tokenizer_file=str(directory / "vocab.json"))
     config = XttsConfig(model_args=args, audio=XttsAudioConfig(), languages=["en"])
     torch.manual_seed(seed)

@@ -11,8 +11,7 @@ from echoforge.config import BuildConfig
 def list_voices(config: BuildConfig) -> list[dict[str, Any]]:
     """One entry per voice of the pool: role, backend, speaker, sample rate, the model's other speakers."""
     c = config.synthesis
-    pool = VoicePool(c.backend, [c.assistant_voice, *c.user_voices], noise_scale=c.noise_scale, noise_w=c.noise_w,
-                     device=c.device)
+    pool = VoicePool(c.backend, [c.assistant_voice, *c.user_voices], c)
     pool.setup()
     out = []
     for voice in dict.fromkeys([c.assistant_voice, *c.user_voices]):

@@ -32,7 +32,7 @@ class Speech:
     sample_rate: int
     voice: str
     rate: float  # length scale used (1.0 = the voice's own pace)
-    words: list[Word] = field(default_factory=list)
+    words: list[Word] = field(default_factory=list)  # empty: the synthesiser gives no timings (XTTS)
     sentences: list[Word] = field(default_factory=list)  # sentence text with its span
     phonemes: list[tuple[str, float, float]] = field(default_factory=list)
     speaker: str = ""  # who speaks: the voice's model and speaker name, the same however the voice was named

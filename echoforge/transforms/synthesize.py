@@ -8,12 +8,14 @@ pool may mix backends (``BACKEND:VOICE``, see :mod:`echoforge.backends.tts.pool`
 
 from __future__ import annotations
 
+import dataclasses
+
 from echoforge.audio import resample
 from echoforge.backends.tts import VoiceRequest
 from echoforge.backends.tts.pool import VoicePool
 from echoforge.config import BuildConfig
 from echoforge.schemas.columns import QUESTION_SAMPLE_RATE
-from echoforge.schemas.records import Speech, Turn
+from echoforge.schemas.records import Reject, Speech, Turn
 from echoforge.seeding import stable_int, stable_uniform
 from echoforge.transforms.base import Resources, Stage
 
@@ -24,13 +26,13 @@ class Synthesize(Stage[Turn]):
     def __init__(self, config: BuildConfig):
         super().__init__(config)
         c = config.synthesis
-        self.backend = VoicePool(c.backend, [c.assistant_voice, *c.user_voices], noise_scale=c.noise_scale,
-                                 noise_w=c.noise_w, device=c.device)
+        self.backend = VoicePool(c.backend, [c.assistant_voice, *c.user_voices], c)
 
     @property
     def resources(self) -> Resources:
         c = self.config.synthesis
-        return Resources(batch_size=c.batch_size, uses_model=True, num_gpus=1.0 if c.device == "cuda" else 0.0)
+        cuda = any(getattr(c, b).device == "cuda" for b in self.backend.backends if hasattr(c, b))
+        return Resources(batch_size=c.batch_size, uses_model=True, num_gpus=1.0 if cuda else 0.0)
 
     def setup(self) -> None:
         self.backend.setup()
@@ -56,13 +58,23 @@ class Synthesize(Stage[Turn]):
                               stable_int(c.seed, "noise", turn.id, "answer"), c.sentence_pause_s)
         return question, answer
 
+    def process(self, batch: list[Turn]) -> tuple[list[Turn], list[Reject]]:
+        """Both sides of every turn of the batch in one call to the voices (coqui batches them);
+        should that fail, turn by turn, so that only the bad turn is rejected."""
+        try:
+            requests = [r for turn in batch for r in self.requests(turn)]
+            speech = self.backend.synthesize_batch(requests)
+        except Exception:  # noqa: BLE001 - the turn-by-turn pass names the failing record
+            return super().process(batch)
+        return [self._turn(t, speech[2 * i], speech[2 * i + 1]) for i, t in enumerate(batch)], []
+
     def process_one(self, turn: Turn) -> Turn:
-        q_request, a_request = self.requests(turn)
-        question = self.backend.synthesize(q_request)
-        question = Speech(
-            audio=resample(question.audio, question.sample_rate, QUESTION_SAMPLE_RATE),
-            sample_rate=QUESTION_SAMPLE_RATE, voice=question.voice, rate=question.rate,
-            words=question.words, sentences=question.sentences, phonemes=question.phonemes,
-            speaker=question.speaker)
-        answer = self.backend.synthesize(a_request)
+        return self._turn(turn, *self.backend.synthesize_batch(list(self.requests(turn))))
+
+    @staticmethod
+    def _turn(turn: Turn, question: Speech, answer: Speech) -> Turn:
+        """The turn with its speech; the question resampled to 16 kHz."""
+        question = dataclasses.replace(question, audio=resample(question.audio, question.sample_rate,
+                                                                QUESTION_SAMPLE_RATE),
+                                       sample_rate=QUESTION_SAMPLE_RATE)
         return turn.replace(question_speech=question, answer_speech=answer)

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from echoforge.registry import Registry
 from echoforge.schemas.records import Speech
+
+if TYPE_CHECKING:
+    from echoforge.config import SynthesisConfig
 
 tts_backends: Registry[TTSBackend] = Registry("TTS backend")
 
@@ -38,15 +42,23 @@ class TTSBackend:
 
     name = "base"
 
-    def __init__(self, voices: list[str], **options):
+    def __init__(self, voices: list[str]):
         self.voices = voices
-        self.options = options
+
+    @classmethod
+    def from_config(cls, voices: list[str], synthesis: SynthesisConfig) -> TTSBackend:
+        """The backend for some voices, configured from its own section of ``synthesis``."""
+        return cls(voices)
 
     def setup(self) -> None:
         raise NotImplementedError
 
     def synthesize(self, request: VoiceRequest) -> Speech:
         raise NotImplementedError
+
+    def synthesize_batch(self, requests: list[VoiceRequest]) -> list[Speech]:
+        """Speech of several requests, in order; the same as one ``synthesize`` each."""
+        return [self.synthesize(r) for r in requests]
 
     def sample_rate(self, voice: str) -> int:
         raise NotImplementedError

@@ -8,15 +8,19 @@ writes and downloads them) or, online, by a coqui model name (``tts_models/en/vc
 * ``DIR#SPEAKER`` — a speaker of a multi-speaker model, by name (``p225``) or index (``3``);
 * ``DIR#CLIP.wav[,CLIP2.wav]`` — an XTTS model speaking in the voice of the reference clips.
 
+Settings come from ``synthesis.coqui`` (device, language, VITS noise, batching, XTTS sampling).
 Models load through coqui's own path (``load_config`` → ``setup_model`` → ``load_checkpoint``).
 VITS gives per-symbol durations (``durations`` of its inference output, in frames of
 ``hop_length`` samples), which become phoneme (or character) and word spans as with Piper.
-The sampling noise is drawn from torch's generator seeded per request, so the same text, voice,
-rate and seed give the same samples. XTTS gives no durations: its speech has sentence spans only.
+Sentences of similar length may run as one padded batch; each sentence's sampling noise is
+drawn from its own seed, so the same text, voice, rate and seed give the same samples alone or
+in a batch (:mod:`echoforge.backends.tts.coqui_compat`). XTTS gives no durations: its speech
+has sentence spans only (no words), for a forced aligner to time its words.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 from dataclasses import dataclass
@@ -32,6 +36,8 @@ from echoforge.backends.tts.base import (
     sentence_words,
     tts_backends,
 )
+from echoforge.backends.tts.coqui_compat import fix_xtts_cache, masked_decoder, seeded_noise
+from echoforge.config import CoquiConfig, SynthesisConfig
 from echoforge.errors import ConfigError, require
 from echoforge.io.files import sha256_file
 from echoforge.schemas.records import Speech, Word
@@ -95,6 +101,7 @@ def load_model(model_dir: str, device: str = "cpu"):
     model = tts_models.setup_model(config)
     if config.model.lower() == "xtts":
         model.load_checkpoint(config, checkpoint_dir=str(path), eval=True)
+        fix_xtts_cache(model)
     else:
         model.load_checkpoint(config, checkpoint_path=str(checkpoint_of(path)), eval=True)
     return config, model.to(device)
@@ -111,6 +118,8 @@ class _Voice:
     clips: tuple[str, ...]  # XTTS reference clips
     sha256: str
     length_scale: float = 1.0  # the model's own pace; a request's rate multiplies it
+    noise_scale: float = 0.667  # the model's own VITS noise (prior, durations)
+    noise_scale_dp: float = 1.0
     latents: tuple | None = None  # XTTS conditioning from the clips, computed on first use
 
     @property
@@ -143,18 +152,23 @@ class CoquiBackend(TTSBackend):
 
     name = "coqui"
 
-    def __init__(self, voices: list[str], threads: int = 1, noise_scale: float | None = None,
-                 noise_w: float | None = None, device: str = "cpu", language: str = "en"):
+    def __init__(self, voices: list[str], config: CoquiConfig = CoquiConfig(), batch_size: int = 8,
+                 threads: int = 1):
         super().__init__(voices)
+        self.config = config
+        self.batch_size = batch_size if config.batched else 1
         self.threads = threads
-        self.noise_scale = noise_scale
-        self.noise_w = noise_w
-        self.device = device
-        self.language = language
+        self.device = config.device
         self._voices: dict[str, _Voice] = {}
+
+    @classmethod
+    def from_config(cls, voices: list[str], synthesis: SynthesisConfig) -> CoquiBackend:
+        return cls(voices, synthesis.coqui, synthesis.batch_size)
 
     def setup(self) -> None:
         torch = require("torch", "coqui TTS", "coqui")
+        if self.device == "cuda" and not torch.cuda.is_available():
+            raise ConfigError("synthesis.coqui.device is 'cuda' but torch sees no CUDA device")
         if self.device == "cpu" and self.threads:
             torch.set_num_threads(self.threads)
         for name in dict.fromkeys(self.voices):
@@ -187,8 +201,11 @@ class CoquiBackend(TTSBackend):
                     raise ConfigError(f"coqui voice '{name}': no speaker '{who}' (the model has {len(names)}: "
                                       f"{', '.join(names[:8])}{', ...' if len(names) > 8 else ''})")
                 speaker, index = who, model.speaker_manager.name_to_id[who]
+        args = getattr(config, "model_args", None)
         return _Voice(name, model_dir, config, model, speaker, index, clips, sha256_file(checkpoint_of(model_dir)),
-                      float(getattr(getattr(config, "model_args", None), "length_scale", 1.0) or 1.0))
+                      float(getattr(args, "length_scale", 1.0) or 1.0),
+                      float(getattr(args, "inference_noise_scale", 0.667)),
+                      float(getattr(args, "inference_noise_scale_dp", 1.0)))
 
     def sample_rate(self, voice: str) -> int:
         return self._voices[voice].sample_rate
@@ -211,8 +228,39 @@ class CoquiBackend(TTSBackend):
     # --- synthesis ---
 
     def synthesize(self, request: VoiceRequest) -> Speech:
-        import torch
+        return self.synthesize_batch([request])[0]
 
+    def synthesize_batch(self, requests: list[VoiceRequest]) -> list[Speech]:
+        """Every sentence of the requests; VITS sentences of one model in padded batches of similar length."""
+        said: dict[tuple[int, int], tuple[np.ndarray, list[tuple[str, int, int]]]] = {}
+        vits: dict[int, list[tuple[int, int]]] = {}
+        for ri, request in enumerate(requests):
+            v = self._voices[request.voice]
+            for si, sentence in enumerate(request.sentences):
+                if v.is_xtts:
+                    said[ri, si] = self._xtts(v, sentence, request.rate, _sentence_seed(request.seed, si)), []
+                else:
+                    vits.setdefault(id(v.model), []).append((ri, si))
+        for keys in vits.values():
+            ids = {k: self._voices[requests[k[0]].voice].model.tokenizer.text_to_ids(requests[k[0]].sentences[k[1]])
+                   for k in keys}
+            for k in keys:
+                if not ids[k]:
+                    said[k] = np.zeros(0, dtype=np.float32), []
+            keys = sorted((k for k in keys if ids[k]), key=lambda k: len(ids[k]))
+            if not keys:
+                continue
+            size = self.batch_size if self._batchable(self._voices[requests[keys[0][0]].voice]) else 1
+            for at in range(0, len(keys), size):
+                chunk = keys[at:at + size]
+                items = [(self._voices[requests[ri].voice], ids[ri, si], requests[ri].rate,
+                          _sentence_seed(requests[ri].seed, si)) for ri, si in chunk]
+                said.update(zip(chunk, self._vits(items)))
+        return [self._speech(request, [said[ri, si] for si in range(len(request.sentences))])
+                for ri, request in enumerate(requests)]
+
+    def _speech(self, request: VoiceRequest, said: list[tuple[np.ndarray, list[tuple[str, int, int]]]]) -> Speech:
+        """One request's sentences joined by pauses, with their symbol, word and sentence spans."""
         v = self._voices[request.voice]
         sr = v.sample_rate
         pause = np.zeros(int(request.sentence_pause_s * sr), dtype=np.float32)
@@ -221,16 +269,10 @@ class CoquiBackend(TTSBackend):
         sentences: list[Word] = []
         phones: list[tuple[str, float, float]] = []
         t = 0
-        for si, sentence in enumerate(request.sentences):
+        for si, (sentence, (audio, symbols)) in enumerate(zip(request.sentences, said)):
             if si and len(pause):
                 pieces.append(pause)
                 t += len(pause)
-            with torch.random.fork_rng(devices=[] if self.device == "cpu" else None):
-                torch.manual_seed((request.seed * 1_000_003 + si) % (1 << 63))
-                if v.is_xtts:
-                    audio, symbols = self._xtts(v, sentence, request.rate), []
-                else:
-                    audio, symbols = self._vits(v, sentence, request.rate)
             phones.extend((s, (t + a) / sr, (t + b) / sr) for s, a, b in symbols)
             if symbols:
                 words.extend(_word_spans(sentence, symbols, v.config.characters.punctuations, t, sr))
@@ -241,51 +283,84 @@ class CoquiBackend(TTSBackend):
         return Speech(audio=peak_normalize(audio), sample_rate=sr, voice=request.voice, rate=request.rate, words=words,
                       sentences=sentences, phonemes=phones, speaker=v.label)
 
-    def _vits(self, v: _Voice, sentence: str, rate: float) -> tuple[np.ndarray, list[tuple[str, int, int]]]:
-        """Audio of one sentence and its symbols with sample spans (blanks and padding dropped)."""
+    @staticmethod
+    def _batchable(v: _Voice) -> bool:
+        """Whether padded batches give the model's single-sentence samples: VITS, unless it
+        interpolates its latents across frames."""
+        model = v.model
+        return (hasattr(model, "flow") and hasattr(model, "waveform_decoder")
+                and not getattr(model.args, "encoder_sample_rate", None))
+
+    def _vits(self, items: list[tuple[_Voice, list[int], float, int]]) -> list[tuple[np.ndarray, list]]:
+        """Audio and symbol spans (blanks and padding dropped) of sentences of one VITS model:
+        (voice, token ids, rate, seed) each, run as one padded batch."""
         import torch
 
-        model = v.model
-        ids = model.tokenizer.text_to_ids(sentence)
-        if not ids:
-            return np.zeros(0, dtype=np.float32), []
-        aux = {"x_lengths": torch.tensor([len(ids)], device=self.device)}
-        if v.speaker_index is not None:
+        model = items[0][0].model
+        n = [len(ids) for _, ids, _, _ in items]
+        x = torch.zeros((len(items), max(n)), dtype=torch.long)
+        for b, (_, ids, _, _) in enumerate(items):
+            x[b, :len(ids)] = torch.tensor(ids)
+        aux = {"x_lengths": torch.tensor(n, device=self.device)}
+        if items[0][0].speaker_index is not None:
             if getattr(model.args, "use_d_vector_file", False):
-                emb = model.speaker_manager.get_mean_embedding(v.speaker)
-                aux["d_vectors"] = torch.tensor(np.asarray(emb)[None], dtype=torch.float32, device=self.device)
+                emb = [np.asarray(model.speaker_manager.get_mean_embedding(v.speaker)) for v, _, _, _ in items]
+                aux["d_vectors"] = torch.tensor(np.stack(emb), dtype=torch.float32, device=self.device)
             else:
-                aux["speaker_ids"] = torch.tensor([v.speaker_index], device=self.device)
+                aux["speaker_ids"] = torch.tensor([v.speaker_index for v, _, _, _ in items], device=self.device)
         languages = getattr(getattr(model, "language_manager", None), "name_to_id", None)
         if languages:
-            aux["language_ids"] = torch.tensor([languages.get(self.language, 0)], device=self.device)
-        model.length_scale = v.length_scale * rate
-        if self.noise_scale is not None:
-            model.inference_noise_scale = self.noise_scale
-        if self.noise_w is not None:
-            model.inference_noise_scale_dp = self.noise_w
-        out = model.inference(torch.tensor([ids], device=self.device), aux_input=aux)
-        audio = out["model_outputs"].reshape(-1).float().cpu().numpy()
-        frames = out["durations"].reshape(-1).long().cpu().numpy()
-        hop = len(audio) // max(int(frames.sum()), 1)
-        samples = frames * hop
-        audio = fit_length(audio, int(samples.sum()))
+            aux["language_ids"] = torch.tensor([languages.get(self.config.language, 0)] * len(items),
+                                               device=self.device)
+        v0 = items[0][0]
+        model.length_scale = torch.tensor([v.length_scale * rate for v, _, rate, _ in items],
+                                          device=self.device)[:, None, None]
+        model.inference_noise_scale = v0.noise_scale if self.config.noise_scale is None else self.config.noise_scale
+        model.inference_noise_scale_dp = (v0.noise_scale_dp if self.config.noise_scale_dp is None
+                                          else self.config.noise_scale_dp)
+        seeds = [seed for _, _, _, seed in items]
+        masked = masked_decoder(model) if len(items) > 1 else contextlib.nullcontext()
+        with torch.random.fork_rng(devices=[] if self.device == "cpu" else None), torch.inference_mode():
+            torch.manual_seed(seeds[0])  # noise drawn elsewhere than VITS's own draws (other VITS-like models)
+            with seeded_noise(seeds), masked:
+                out = model.inference(x.to(self.device), aux_input=aux)
+        waves = out["model_outputs"][:, 0].float().cpu().numpy()
+        durations = out["durations"][:, 0].long().cpu().numpy()
+        hop = waves.shape[-1] // max(int(durations.sum(axis=1).max()), 1)
         chars = model.tokenizer.characters
         skip = {chars.blank, chars.pad, chars.bos, chars.eos} - {None}
-        symbols: list[tuple[str, int, int]] = []
-        start = 0
-        for i, n in zip(ids, samples.tolist()):
-            symbol = chars.id_to_char(i)
-            if symbol not in skip:
-                symbols.append((symbol, start, start + int(n)))
-            start += int(n)
-        return audio, symbols
+        said = []
+        for b, (_, ids, _, _) in enumerate(items):
+            samples = durations[b, :len(ids)] * hop
+            audio = fit_length(waves[b], int(samples.sum()))
+            symbols: list[tuple[str, int, int]] = []
+            start = 0
+            for i, k in zip(ids, samples.tolist()):
+                symbol = chars.id_to_char(i)
+                if symbol not in skip:
+                    symbols.append((symbol, start, start + int(k)))
+                start += int(k)
+            said.append((audio, symbols))
+        return said
 
-    def _xtts(self, v: _Voice, sentence: str, rate: float) -> np.ndarray:
+    def _xtts(self, v: _Voice, sentence: str, rate: float, seed: int) -> np.ndarray:
+        """Speech of one sentence in the voice of the reference clips (sampling seeded by ``seed``)."""
+        import torch
+
         if v.latents is None:
             v.latents = v.model.get_conditioning_latents(audio_path=list(v.clips))
-        out = v.model.inference(sentence, self.language, *v.latents, speed=1.0 / rate)
+        c = self.config
+        sampling = {k: getattr(c, k) if getattr(c, k) is not None else getattr(v.config, k)
+                    for k in ("temperature", "top_k", "top_p", "repetition_penalty", "length_penalty")}
+        with torch.random.fork_rng(devices=[] if self.device == "cpu" else None):
+            torch.manual_seed(seed)
+            out = v.model.inference(sentence, c.language, *v.latents, speed=1.0 / rate, **sampling)
         return np.asarray(out["wav"], dtype=np.float32).reshape(-1)
+
+
+def _sentence_seed(seed: int, index: int) -> int:
+    """The sampling seed of a request's sentence ``index``."""
+    return (seed * 1_000_003 + index) % (1 << 63)
 
 
 def _word_spans(sentence: str, symbols: list[tuple[str, int, int]], punctuations: str, offset: int,

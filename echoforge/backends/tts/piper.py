@@ -28,6 +28,7 @@ from echoforge.backends.tts.base import (
     sentence_words,
     tts_backends,
 )
+from echoforge.config import PiperConfig, SynthesisConfig
 from echoforge.errors import ConfigError, require
 from echoforge.io.files import sha256_file
 from echoforge.schemas.records import Speech, Word
@@ -133,14 +134,15 @@ class PiperBackend(TTSBackend):
 
     name = "piper"
 
-    def __init__(self, voices: list[str], threads: int = 1, noise_scale: float | None = None,
-                 noise_w: float | None = None, device: str = "cpu"):
+    def __init__(self, voices: list[str], config: PiperConfig = PiperConfig(), threads: int = 1):
         super().__init__(voices)
+        self.config = config
         self.threads = threads
-        self.noise_scale = noise_scale
-        self.noise_w = noise_w
-        self.use_cuda = device == "cuda"
         self._voices: dict[str, _Voice] = {}
+
+    @classmethod
+    def from_config(cls, voices: list[str], synthesis: SynthesisConfig) -> PiperBackend:
+        return cls(voices, synthesis.piper)
 
     def setup(self) -> None:
         for name in dict.fromkeys(self.voices):
@@ -156,7 +158,8 @@ class PiperBackend(TTSBackend):
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = self.threads
         opts.inter_op_num_threads = 1
-        providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if self.use_cuda else ["CPUExecutionProvider"]
+        cuda = self.config.device == "cuda"
+        providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if cuda else ["CPUExecutionProvider"]
         session = ort.InferenceSession(model.SerializeToString(), sess_options=opts, providers=providers)
         phonemizer = piper.PiperVoice.load(model_path, config_path)  # phonemiser + config
         sid = speaker_index(name, speaker, phonemizer.config)
@@ -189,10 +192,11 @@ class PiperBackend(TTSBackend):
 
     def _run(self, v: _Voice, ids: list[int], length_scale: float, rng_seed: list[int]) -> tuple[np.ndarray, np.ndarray]:
         c = v.config
+        own = self.config
         scales = np.array([
-            c.noise_scale if self.noise_scale is None else self.noise_scale,
+            c.noise_scale if own.noise_scale is None else own.noise_scale,
             length_scale,
-            c.noise_w_scale if self.noise_w is None else self.noise_w,
+            c.noise_w_scale if own.noise_w is None else own.noise_w,
         ], dtype=np.float32)
         feeds = {
             "input": np.array([ids], dtype=np.int64),

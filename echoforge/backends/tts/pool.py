@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 
 from echoforge.backends.tts.base import TTSBackend, VoiceRequest, tts_backends
+from echoforge.config import SynthesisConfig
 from echoforge.schemas.records import Speech
 
 
@@ -23,13 +24,13 @@ class VoicePool(TTSBackend):
 
     name = "pool"
 
-    def __init__(self, default_backend: str, voices: list[str], **options):
-        super().__init__(voices, **options)
+    def __init__(self, default_backend: str, voices: list[str], synthesis: SynthesisConfig = SynthesisConfig()):
+        super().__init__(voices)
         self._route = {v: split_voice(v, default_backend) for v in dict.fromkeys(voices)}
         names: dict[str, list[str]] = {}
         for backend, inner in self._route.values():
             names.setdefault(backend, []).append(inner)
-        self.backends = {b: tts_backends.create(b, voices=vs, **options) for b, vs in names.items()}
+        self.backends = {b: tts_backends.get(b).from_config(vs, synthesis) for b, vs in names.items()}
 
     def setup(self) -> None:
         for backend in self.backends.values():
@@ -46,9 +47,19 @@ class VoicePool(TTSBackend):
         return self.backends[backend], inner
 
     def synthesize(self, request: VoiceRequest) -> Speech:
-        backend, inner = self._of(request.voice)
-        speech = backend.synthesize(dataclasses.replace(request, voice=inner))
-        return dataclasses.replace(speech, voice=request.voice)
+        return self.synthesize_batch([request])[0]
+
+    def synthesize_batch(self, requests: list[VoiceRequest]) -> list[Speech]:
+        """Each backend gets its requests as one batch; speech comes back in request order."""
+        out: list[Speech | None] = [None] * len(requests)
+        groups: dict[str, list[int]] = {}
+        for i, r in enumerate(requests):
+            groups.setdefault(self._route[r.voice][0], []).append(i)
+        for backend, indices in groups.items():
+            inner = [dataclasses.replace(requests[i], voice=self._route[requests[i].voice][1]) for i in indices]
+            for i, speech in zip(indices, self.backends[backend].synthesize_batch(inner)):
+                out[i] = dataclasses.replace(speech, voice=requests[i].voice)
+        return out  # type: ignore[return-value]
 
     def backend_of(self, voice: str) -> str:
         return self._route[voice][0]
