@@ -223,3 +223,33 @@ def test_cuda_without_a_gpu_is_one_config_error(model_dir):
         return
     with pytest.raises(ConfigError, match="synthesis.coqui.device is 'cuda' but torch sees no CUDA device"):
         CoquiBackend([f"{model_dir}#bo"], CoquiConfig(device="cuda")).setup()
+
+
+def test_build_with_an_xtts_voice_times_its_words_by_ctc(xtts, tmp_path, cache_env):
+    """XTTS gives no durations: under ``align.aligner: auto`` the CTC aligner times its words,
+    and the build validates."""
+    import json
+
+    from echoforge.config import parse_config
+    from echoforge.pipeline.build import build
+    from echoforge.pipeline.output import iter_shards
+    from echoforge.validate import validate_output
+
+    model, maria, _ = xtts
+    rows = tmp_path / "short.jsonl"
+    rows.write_text("".join(json.dumps({"question": q, "answer": a}) + "\n" for q, a in
+                            [("Who wrote it?", "She did."), ("Is it late?", "Not yet.")]))
+    config = parse_config({"run": {"workers": 1}, "output": {"validation_fraction": 0.0},
+                           "gate": {"asr": "none"}, "units": {"device": "cpu"},
+                           "synthesis": {"backend": "coqui", "assistant_voice": f"{model}#{maria}",
+                                         "user_voices": [f"{model}#{maria}"]}})
+    out = tmp_path / "xtts"
+    manifest = build([str(rows)], out, config)
+    assert manifest["rows"] == 2, manifest["rejects_by_reason"]
+    assert manifest["models"]["word_aligner"].startswith("hama")
+    for _, table in iter_shards(out, ["alignment_source", "alignment", "answer_duration_s"]):
+        for row in table.to_pylist():
+            assert row["alignment_source"] == "ctc" and len(row["alignment"]) == 2
+            assert all(0 <= w["start_s"] <= w["end_s"] <= row["answer_duration_s"] + 1e-6 for w in row["alignment"])
+    problems, _ = validate_output(out)
+    assert problems == []
