@@ -1,6 +1,6 @@
 """The gate's two ASR paths on the same stored audio: WER, CER and CPU time of each.
 
-    python benchmarks/asr_paths.py BUILD_DIR [BUILD_DIR ...]
+    python benchmarks/asr_paths.py BUILD_DIR [BUILD_DIR ...] [--rows N]
 
 - **window**: faster-whisper's own ``transcribe`` (audio padded to Whisper's 30 s window,
   timestamp tokens; ``gate.whisper.timestamps: true``);
@@ -21,7 +21,7 @@ import time
 import numpy as np
 
 
-def clips(root: str) -> list[tuple[np.ndarray, str]]:
+def clips(root: str, rows: int | None = None) -> list[tuple[str, np.ndarray, str]]:
     import soundfile as sf
 
     from echoforge.audio import resample
@@ -30,7 +30,7 @@ def clips(root: str) -> list[tuple[np.ndarray, str]]:
     out = []
     columns = ["question_audio", "question_spoken", "answer_audio", "answer_spoken"]
     for _, table in iter_shards(root, columns=columns):
-        for row in table.to_pylist():
+        for row in table.to_pylist()[:None if rows is None else max(0, rows - len(out) // 2)]:
             for side in ("question", "answer"):
                 if row[f"{side}_audio"] and row[f"{side}_audio"].get("bytes"):
                     audio, rate = sf.read(io.BytesIO(row[f"{side}_audio"]["bytes"]), dtype="float32")
@@ -44,12 +44,13 @@ def main() -> None:
 
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("builds", nargs="+")
+    p.add_argument("--rows", type=int, default=None, help="the first N kept rows of each build")
     p.add_argument("--json", action="store_true")
     args = p.parse_args()
     wer = WordErrorRate()
     results = {}
     for root in args.builds:
-        data = clips(root)
+        data = clips(root, args.rows)
         for path, timestamps in (("window", True), ("speech-only", False)):
             asr = WhisperASR(timestamps=timestamps)
             asr.setup()

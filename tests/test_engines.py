@@ -223,3 +223,16 @@ def test_killed_build_on_s3_resumes_without_recomputing(engine, build_args, loca
     assert shards(out) == shards(local_build)
     assert folder.read_json("manifest.json")["complete"]
     assert not folder.exists("_echoforge/lease.json")
+
+
+def test_ray_runs_stages_of_one_kind_of_worker_in_one_operator():
+    """On a CPU cluster the whole chain is one operator (no unit crosses the object store
+    between stages); with GPUs it splits where a stage wants a GPU."""
+    from echoforge.config import parse_config
+    from echoforge.pipeline.engines.ray import segments
+    from echoforge.pipeline.stages import build_stages
+
+    stages = build_stages(parse_config({"units": {"device": "cuda"}}))
+    assert [[s.name for s in g] for g in segments(stages, gpus=0)] == [[s.name for s in stages]]
+    assert [[s.name for s in g] for g in segments(stages, gpus=1)] == [
+        ["ingest", "speakable", "synthesize"], ["tokenize"], ["align", "gate"]]

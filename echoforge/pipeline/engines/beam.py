@@ -65,10 +65,15 @@ class CommitUnit(beam.DoFn):
         yield commit_state(self.job, state)
 
 
-def pipeline_options(pipeline_args: list[str] | None) -> PipelineOptions:
+def pipeline_options(pipeline_args: list[str] | None, workers: int = 1) -> PipelineOptions:
+    """Beam options; without ``--runner``, the direct-runner engine with ``workers`` worker
+    processes (so a build uses the cores the local engine would)."""
     args = list(pipeline_args or [])
-    if not any(a == "--runner" or a.startswith("--runner=") for a in args):
+    given = {a.split("=")[0] for a in args}
+    if "--runner" not in given:
         args.append(f"--runner={DEFAULT_RUNNER}")
+        if workers > 1 and "--direct_num_workers" not in given:
+            args += [f"--direct_num_workers={workers}", "--direct_running_mode=multi_processing"]
     return PipelineOptions(args)
 
 
@@ -103,7 +108,7 @@ class BeamEngine(Engine):
     def run(self, job: Job, units: list[WorkUnit]) -> Iterator[dict[str, Any]]:
         if not units:
             return
-        p = beam.Pipeline(options=pipeline_options(self.pipeline_args))
+        p = beam.Pipeline(options=pipeline_options(self.pipeline_args, self.workers))
         build_pipeline(p, job, units, self.accelerator)
         state = p.run().wait_until_finish()
         if state != beam.runners.runner.PipelineState.DONE:

@@ -1,12 +1,14 @@
-"""Ray engine: one Ray Data ``map_batches`` per stage, over whole work units; workers commit.
+"""Ray engine: Ray Data ``map_batches`` over whole work units; workers read, compute and commit.
 
-Rows between operators are ``{"unit", "state"}``, where ``state`` is the pickled
-:class:`UnitState` of one work unit (its records, rejects so far, stage seconds). A reader
-turns unit indices into their input rows; each stage runs in its own pool of callable-class
-actors (models load once per actor, resources as the stage declares them, GPUs where the
-cluster has them) over a unit's records in the stage's batch size; the last operator commits
-the unit from the worker it runs on, through :meth:`Job.commit`, and passes on only the
-commit entry. The driver receives commit entries and nothing else: no audio, no rows.
+Consecutive stages that want the same kind of worker (CPU, or GPU where the cluster has
+GPUs) run in one operator, a pool of callable-class actors that each hold those stages'
+models (loaded once per actor): on a CPU cluster the whole chain is one operator, as in the
+local engine, and no unit's audio crosses the object store; with GPU stages the chain splits
+where the kind of worker changes. Rows between operators are ``{"unit", "state"}``, where
+``state`` is the pickled :class:`UnitState` of one work unit (its records, rejects so far,
+stage seconds). The first operator reads its units' input rows; the last commits each unit
+from the worker it runs on, through :meth:`Job.commit`, and passes on only the commit entry.
+The driver receives commit entries and nothing else: no audio, no rows.
 
 A stage that raises on a unit is retried on it up to ``run.unit_attempts`` times; then the
 unit is quarantined (committed with no rows and one reject naming its input range).
@@ -15,7 +17,6 @@ Crashed actors are restarted by Ray, which retries their tasks.
 
 from __future__ import annotations
 
-import functools
 import os
 import pickle
 from collections.abc import Iterator
@@ -29,7 +30,7 @@ from echoforge.pipeline.engines.base import Engine, UnitState, advance, commit_s
 from echoforge.pipeline.job import Job
 from echoforge.pipeline.stages import build_stages
 from echoforge.pipeline.workunits import WorkUnit
-from echoforge.transforms.base import Resources, Stage
+from echoforge.transforms.base import Stage
 
 SCHEMA = pa.schema([("unit", pa.int64()), ("state", pa.large_binary())])
 ENTRY = pa.schema([("unit", pa.int64()), ("entry", pa.large_binary())])
@@ -44,47 +45,56 @@ def _decode(batch: pa.Table) -> list[UnitState]:
     return [pickle.loads(p) for p in batch.column("state").to_pylist()]
 
 
-def _read_units(batch: pa.Table, job: Job) -> pa.Table:
-    """Work-unit indices in, the units' input rows out."""
-    return _encode([read_state(job, job.plan.units[i]) for i in batch.column("unit").to_pylist()])
+class _SegmentFn:
+    """A Ray Data actor running consecutive stages over one work unit at a time; the first
+    segment reads its units' rows, the last commits them and emits only commit entries."""
 
-
-class _StageFn:
-    """A Ray Data actor running one stage; its models load once, in ``__init__``."""
-
-    def __init__(self, stage: Stage, attempts: int):
-        self.stage = stage
-        self.attempts = attempts
-        self.stage.ensure_setup()
+    def __init__(self, job: Job, stages: list[Stage], attempts: int, first: bool, last: bool):
+        self.job, self.stages, self.attempts, self.first, self.last = job, stages, attempts, first, last
+        for stage in stages:
+            stage.ensure_setup()
 
     def __call__(self, batch: pa.Table) -> pa.Table:
-        return _encode([advance(self.stage, s, self.attempts) for s in _decode(batch)])
-
-
-class _CommitFn:
-    """Commits units from the worker it runs on; only the commit entries go on."""
-
-    def __init__(self, job: Job):
-        self.job = job
-
-    def __call__(self, batch: pa.Table) -> pa.Table:
-        entries = [commit_state(self.job, s) for s in _decode(batch)]
+        if self.first:
+            states = [read_state(self.job, self.job.plan.units[i]) for i in batch.column("unit").to_pylist()]
+        else:
+            states = _decode(batch)
+        for stage in self.stages:
+            states = [advance(stage, s, self.attempts) for s in states]
+        if not self.last:
+            return _encode(states)
+        entries = [commit_state(self.job, s) for s in states]
         return pa.Table.from_pydict({"unit": [e["unit"] for e in entries],
                                      "entry": [pickle.dumps(e) for e in entries]}, schema=ENTRY)
 
 
-def _stage_options(res: Resources, scale: float, cpus: float, gpus: float) -> dict[str, Any]:
-    """map_batches arguments for a stage's declared resources on this cluster."""
-    use_gpu = gpus > 0 and res.num_gpus > 0
-    if res.concurrency:
-        compute = ActorPoolStrategy(size=res.concurrency)
+def segments(stages: list[Stage], gpus: float) -> list[list[Stage]]:
+    """Consecutive stages that want the same kind of worker (GPU where the cluster has GPUs)."""
+    groups: list[tuple[bool, list[Stage]]] = []
+    for stage in stages:
+        on_gpu = gpus > 0 and stage.resources.num_gpus > 0
+        if groups and groups[-1][0] == on_gpu:
+            groups[-1][1].append(stage)
+        else:
+            groups.append((on_gpu, [stage]))
+    return [group for _, group in groups]
+
+
+def _segment_options(stages: list[Stage], scale: float, cpus: float, gpus: float) -> dict[str, Any]:
+    """map_batches arguments for a segment: the largest request of its stages."""
+    res = [s.resources for s in stages]
+    num_cpus = max(r.num_cpus for r in res)
+    num_gpus = max(r.num_gpus for r in res) if gpus > 0 else 0.0
+    fixed = [r.concurrency for r in res if r.concurrency]
+    if fixed:
+        compute = ActorPoolStrategy(size=min(fixed))
     else:
         # As many actors as the declared resources allow, at least one.
-        limit = gpus / res.num_gpus if use_gpu else cpus / max(res.num_cpus, 1e-3)
+        limit = gpus / num_gpus if num_gpus > 0 else cpus / max(num_cpus, 1e-3)
         compute = ActorPoolStrategy(min_size=1, max_size=max(1, int(limit)))
-    options: dict[str, Any] = {"batch_size": 1, "num_cpus": res.num_cpus * scale, "compute": compute}
-    if use_gpu:
-        options["num_gpus"] = res.num_gpus
+    options: dict[str, Any] = {"batch_size": 1, "num_cpus": num_cpus * scale, "compute": compute}
+    if num_gpus > 0:
+        options["num_gpus"] = num_gpus
     return options
 
 
@@ -127,19 +137,16 @@ class RayEngine(Engine):
         attempts = job.config.run.unit_attempts
         cluster = ray.cluster_resources()
         cpus, gpus = float(cluster.get("CPU", 1.0)), float(cluster.get("GPU", 0.0))
-        # One actor per stage plus the reader and the committer must fit at once, or the
-        # pipeline would stall on a small cluster: scale CPU requests down when they do not.
-        wanted = 2.0 + sum(s.resources.num_cpus for s in stages)
+        groups = segments(stages, gpus)
+        # One actor per segment must fit at once, or the pipeline would stall on a small
+        # cluster: scale CPU requests down when they do not.
+        wanted = sum(max(s.resources.num_cpus for s in group) for group in groups)
         scale = min(1.0, cpus / wanted)
 
         ds = ray.data.from_items([{"unit": u.index} for u in units], override_num_blocks=min(len(units), 1000))
-        ds = ds.map_batches(functools.partial(_read_units, job=job), batch_size=1, batch_format="pyarrow",
-                            num_cpus=scale)
-        for stage in stages:
-            ds = ds.map_batches(_StageFn, fn_constructor_args=(stage, attempts), batch_format="pyarrow",
-                                **_stage_options(stage.resources, scale, cpus, gpus))
-        ds = ds.map_batches(_CommitFn, fn_constructor_args=(job,), batch_size=1, batch_format="pyarrow",
-                            num_cpus=scale, compute=ActorPoolStrategy(min_size=1, max_size=max(1, int(cpus))))
+        for i, group in enumerate(groups):
+            ds = ds.map_batches(_SegmentFn, fn_constructor_args=(job, group, attempts, i == 0, i == len(groups) - 1),
+                                batch_format="pyarrow", **_segment_options(group, scale, cpus, gpus))
         received = 0
         for batch in ds.iter_batches(batch_format="pyarrow", batch_size=None):
             for blob in batch.column("entry").to_pylist():
