@@ -168,15 +168,18 @@ class WhisperASR:
         return out
 
     def decode(self, states: list[np.ndarray]) -> list[Transcript]:
-        """Transcripts of encoder states of at most one window each, ``batch_size`` at a time."""
+        """Transcripts of encoder states of at most one window each, ``batch_size`` at a time on a
+        GPU; one at a time on CPU, where a batch is no faster and holds a cross-attention cache
+        of 1,500 frames per clip (about 270 MB more peak memory for 8 clips of tiny.en)."""
         import ctranslate2
 
         tail = silent_window_states(self._model)
         tok = self._tokenizer
         prompt = list(tok.sot_sequence) + [tok.no_timestamps]
         out: list[Transcript] = []
-        for start in range(0, len(states), self.batch_size):
-            group = states[start:start + self.batch_size]
+        size = self.batch_size if self.device == "cuda" else 1
+        for start in range(0, len(states), size):
+            group = states[start:start + size]
             batch = np.stack([np.concatenate([s, tail[len(s):]]) if len(s) else tail for s in group])
             results = self._model.model.generate(
                 ctranslate2.StorageView.from_array(batch), [prompt] * len(group), beam_size=self.beam_size,

@@ -9,6 +9,7 @@ from typing import Any, Callable
 
 from echoforge.config import BuildConfig
 from echoforge.errors import EchoforgeError, FailureRatioExceeded, InputError
+from echoforge.native import limit_malloc_arenas
 from echoforge.pipeline.commit import add_figures, scan_committed, seal_all
 from echoforge.pipeline.engines import get_engine
 from echoforge.pipeline.job import Job
@@ -135,6 +136,7 @@ def build(
     each work unit commits. ``verify`` checks the sha256 of sealed shards on resume too (parts
     not yet sealed are always checked).
     """
+    limit_malloc_arenas()  # before any thread starts: the driver runs stages too
     if not inputs:
         inputs = [str(p) for p in SAMPLE_INPUTS]
         limit = DEFAULT_SAMPLE_LIMIT if limit is None else limit

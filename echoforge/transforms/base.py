@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import ClassVar, Generic, Iterable, TypeVar
 
 from echoforge.config import BuildConfig
+from echoforge.native import limit_malloc_arenas
 from echoforge.schemas.records import Reject, Turn
 
 log = logging.getLogger(__name__)
@@ -49,6 +50,7 @@ class Stage(Generic[In]):
 
     def ensure_setup(self) -> None:
         if not self._ready:
+            limit_malloc_arenas()  # a process that runs stages runs their native model code
             self.setup()
             self._ready = True
 
