@@ -157,6 +157,11 @@ class DataFolder:
 
     # --- reading ---
 
+    def refresh(self) -> None:
+        """Forget this process's cached listings, so that objects other processes wrote since
+        (workers committing units) are seen."""
+        self.fs.invalidate_cache()  # (with a path, fsspec forgets that folder and its parents, not what is inside)
+
     def exists(self, rel: str = "") -> bool:
         return self.fs.exists(self.path(rel))
 

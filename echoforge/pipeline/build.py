@@ -168,6 +168,7 @@ def build(
                 _check_failures(totals, config)
         finally:
             runner.close()
+        folder.refresh()  # what the workers committed
         seal_all(layout, config.output.row_group_rows)
         folder.delete(TMP, recursive=True)
         if totals["units"] == len(plan.units):  # all sealed: what is left are parts of lost attempts

@@ -114,5 +114,6 @@ class BeamEngine(Engine):
         if state != beam.runners.runner.PipelineState.DONE:
             raise RuntimeError(f"the Beam pipeline ended in state {state}")
         folder = job.layout.folder
+        folder.refresh()  # the markers were written by the runner's worker processes
         for u in units:
             yield folder.read_json(job.layout.marker(u.index))
