@@ -180,3 +180,54 @@ def test_phoneme_error_rate_ignores_the_sources_spelling(parts):
     assert rejected[0].reason == "answer_per_high"
     kept, _ = gate.process([_turn(parts, parts["answer"].audio)])
     assert kept and kept[0].quality["answer_per"] < 0.3 and kept[0].quality["question_per"] < 0.3
+
+
+def test_the_answer_is_encoded_once_for_units_and_transcript(parts):
+    """The tokenize stage decodes the gate's answer transcript from the encoder states it made the
+    units from; the gate uses it instead of transcribing again, and both match a fresh pass."""
+    from echoforge.backends.asr import WhisperASR
+    from echoforge.transforms.tokenize import Tokenize
+
+    config = BuildConfig()
+    tokenize = Tokenize(config)
+    tokenize.ensure_setup()
+    turn = _turn(parts, parts["answer"].audio).replace(answer_units=None)
+    [shared], rejected = tokenize.process([turn])
+    assert not rejected and shared.answer_heard is not None
+    assert np.array_equal(shared.answer_units.codes, parts["tokenizer"].encode(
+        turn.answer_speech.audio, turn.answer_speech.sample_rate).codes)
+    alone = WhisperASR()
+    alone.setup()
+    fresh = alone.transcribe_batch([resample(turn.answer_speech.audio, turn.answer_speech.sample_rate, 16_000)])[0]
+    assert shared.answer_heard.text == fresh.text and "small animals at dawn" in fresh.text.lower()
+    assert shared.answer_heard.model == alone.identity()["asr"]
+
+    gate = parts["gates"]["both"]
+    calls = []
+    original = gate.asr["answer"].transcribe_batch
+    gate.asr["answer"].transcribe_batch = lambda clips: calls.append(len(clips)) or original(clips)
+    try:
+        [kept], _ = gate.process([shared])
+    finally:
+        gate.asr["answer"].transcribe_batch = original
+    assert calls == [0]  # nothing left for the gate to transcribe on the answer side
+    assert kept.quality["answer_asr_text"] == fresh.text and kept.answer_heard is None
+    # faster-whisper's own timestamp-driven path shares nothing and hears the same answer
+    timed = Tokenize(config.with_overrides(gate={"whisper": {"timestamps": True}}))
+    timed.ensure_setup()
+    [own], _ = timed.process([turn])
+    assert own.answer_heard is None
+    heard = WhisperASR(timestamps=True)
+    heard.setup()
+    said = heard.transcribe_batch([resample(turn.answer_speech.audio, turn.answer_speech.sample_rate, 16_000)])[0]
+    assert "small animals at dawn" in said.text.lower()
+
+
+def test_silence_is_heard_as_nothing():
+    from echoforge.backends.asr import WhisperASR
+
+    asr = WhisperASR()
+    asr.setup()
+    silent, noise = asr.transcribe_batch([np.zeros(16_000, np.float32),
+                                          np.random.default_rng(0).normal(0, 0.05, 32_000).astype(np.float32)])
+    assert (silent.text, silent.confidence) == ("", 0.0) and (noise.text, noise.confidence) == ("", 0.0)
