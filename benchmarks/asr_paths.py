@@ -29,8 +29,12 @@ def clips(root: str, rows: int | None = None) -> list[tuple[str, np.ndarray, str
 
     out = []
     columns = ["question_audio", "question_spoken", "answer_audio", "answer_spoken"]
+    read = 0
     for _, table in iter_shards(root, columns=columns):
-        for row in table.to_pylist()[:None if rows is None else max(0, rows - len(out) // 2)]:
+        for row in table.to_pylist():
+            if rows is not None and read >= rows:
+                return out
+            read += 1
             for side in ("question", "answer"):
                 if row[f"{side}_audio"] and row[f"{side}_audio"].get("bytes"):
                     audio, rate = sf.read(io.BytesIO(row[f"{side}_audio"]["bytes"]), dtype="float32")

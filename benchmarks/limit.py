@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -94,11 +95,8 @@ print(json.dumps(result))
 
 def measure(what: str, inp: str, rows: int) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
-        env = {"OMP_NUM_THREADS": "1"}
-        import os
-
         proc = subprocess.run([sys.executable, "-c", CHILD, what, inp, str(rows), str(Path(tmp) / "out")],
-                              capture_output=True, text=True, env={**os.environ, **env})
+                              capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
     if proc.returncode:
         sys.exit(f"{what} failed:\n{proc.stderr[-3000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])

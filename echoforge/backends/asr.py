@@ -157,10 +157,8 @@ class WhisperASR:
         """Transcripts of 16 kHz clips: one encoder pass over the speech alone and batched
         decoding for clips within one window; faster-whisper's transcribe for the rest."""
         out: list[Transcript | None] = [None] * len(audios16k)
-        states = {} if self.timestamps else {
-            i: self.encode(a) for i, a in enumerate(audios16k) if len(a) <= 30 * WHISPER_RATE}
-        short = [i for i, s in states.items() if fits_window(s)]
-        for i, heard in zip(short, self.decode([states[i] for i in short])):
+        short = [] if self.timestamps else [i for i, a in enumerate(audios16k) if len(a) <= 30 * WHISPER_RATE]
+        for i, heard in zip(short, self.decode([self.encode(audios16k[i]) for i in short])):
             out[i] = heard
         for i, audio in enumerate(audios16k):
             if out[i] is None:
