@@ -102,7 +102,7 @@ def build(inputs, output, config_path, fmt, limit, workers, engine, ray_address,
     Rerunning the same command resumes: committed work units are skipped.
     """
     from echoforge.pipeline.build import build as run_build
-    from echoforge.reports import fail_on, kept_problems, summary_lines
+    from echoforge.commands.inspect import fail_on, kept_problems, summary_lines
 
     config = load_config(config_path).with_overrides(output={"format": fmt}, run={"workers": workers})
     if not inputs:
@@ -126,7 +126,7 @@ def build(inputs, output, config_path, fmt, limit, workers, engine, ray_address,
 @user_errors
 def dry_run(inputs, config_path, sample, target_hours, workers, as_json):
     """Run a sample through every stage and project cost for a target corpus size."""
-    from echoforge.reports import dry_run as run_dry, dry_run_lines, fail_on
+    from echoforge.commands.inspect import dry_run as run_dry, dry_run_lines, fail_on
 
     report = run_dry(list(inputs), load_config(config_path), sample=sample, target_hours=target_hours, cores=workers)
     _echo_report(report, as_json, dry_run_lines)
@@ -138,7 +138,7 @@ def dry_run(inputs, config_path, sample, target_hours, workers, as_json):
 @user_errors
 def validate(directory):
     """Check schema, counts, checksums and invariants; exit 1 on any violation."""
-    from echoforge.validate import validate_output
+    from echoforge.commands.validate import validate_output
 
     problems, checked = validate_output(directory)
     for p in problems:
@@ -153,7 +153,7 @@ def validate(directory):
 @user_errors
 def inspect(directory, as_json):
     """Summarise rows, hours, voices, quality figures and rejects by reason."""
-    from echoforge.reports import inspect_lines, inspect_output
+    from echoforge.commands.inspect import inspect_lines, inspect_output
 
     report = inspect_output(directory)
     _echo_report(report, as_json, inspect_lines)
@@ -216,7 +216,7 @@ def report(directory, output, rows, seed, compare):
 @user_errors
 def fit_units(inputs, output, config_path, k, seed, limit, workers):
     """Fit a k-means codebook on speech synthesised from INPUTS (default: the bundled fitting text)."""
-    from echoforge.backends.units.fit import DEFAULT_FIT_INPUT, fit_codebook
+    from echoforge.commands.fit_units import DEFAULT_FIT_INPUT, fit_codebook
 
     config = load_config(config_path)
     with ProgressBar("fit-units") as bar:
@@ -264,7 +264,7 @@ def eval_units(directory, as_json, limit, codebook, baseline_k, fit_fraction, no
                ctc_aligner, ctc_model):
     """Measure the units of a built corpus: PNMI and purity against phone labels from the
     synthesiser, codebook usage, unit rates, an MFCC + k-means baseline, and word alignment."""
-    from echoforge.evaluation.units import evaluate_units, report_lines
+    from echoforge.commands.eval_units import evaluate_units, report_lines
 
     report = evaluate_units(directory, limit=limit, codebook=codebook, baseline=not no_baseline,
                             baseline_k=baseline_k, fit_fraction=fit_fraction, alignment=not no_alignment,
@@ -298,7 +298,7 @@ def decode_units(directory, output, rows, model, device):
 @user_errors
 def import_kmeans(path, sha256, output, vocoder, layer):
     """Convert a fairseq/joblib scikit-learn k-means file into a plain .npy codebook, safely."""
-    from echoforge.backends.units.kmeans_import import import_kmeans as run
+    from echoforge.commands.import_kmeans import import_kmeans as run
 
     codebook = run(path, sha256, vocoder=vocoder, layer=layer)
     codebook.save(output)
@@ -316,17 +316,11 @@ def import_kmeans(path, sha256, output, vocoder, layer):
 @user_errors
 def fit_unit_lm(directory, output, vocab_size, model_type, split, limit):
     """Fit a unit language (sentencepiece pieces over deduplicated units) on a built corpus."""
-    from echoforge.backends.units.unit_lm import corpus_unit_sequences
-    from echoforge.backends.units.unit_lm import fit_unit_lm as fit
+    from echoforge.commands.fit_unit_lm import fit_corpus_unit_lm
 
-    sequences, info = corpus_unit_sequences(directory, split=split, limit=limit)
-    command = (f"echoforge fit-unit-lm {Path(directory).name} --output {Path(output).name} --vocab-size {vocab_size}"
-               + (f" --model-type {model_type}" if model_type != "bpe" else "")
-               + (f" --split {split}" if split != "train" else "") + (f" --limit {limit}" if limit else ""))
-    lm = fit(sequences, output, vocab_size=vocab_size, codebook_size=info["codebook_size"], model_type=model_type,
-             provenance={"tokenizer": info["tokenizer"], "split": split, "corpus": Path(directory).name,
-                         "command": command})
-    click.echo(f"wrote {output}: {lm.vocab_size} pieces over {info['tokenizer']} from {len(sequences)} rows "
+    lm, info, rows = fit_corpus_unit_lm(directory, output, vocab_size=vocab_size, model_type=model_type,
+                                        split=split, limit=limit)
+    click.echo(f"wrote {output}: {lm.vocab_size} pieces over {info['tokenizer']} from {rows} rows "
                f"({lm.provenance['units_per_piece']:.2f} deduplicated units per piece)")
 
 

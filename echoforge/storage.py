@@ -24,7 +24,7 @@ from functools import cached_property
 from typing import IO, Any, Iterator, Mapping
 
 from echoforge.errors import EchoforgeError, MissingDependency
-from echoforge.io.files import sha256_of
+from echoforge.hashing import sha256_of
 
 # protocol -> (module that implements it, extra that installs it)
 PROTOCOLS = {

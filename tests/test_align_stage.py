@@ -18,7 +18,7 @@ from echoforge.pipeline.build import build
 from echoforge.pipeline.output import iter_shards, load_manifest
 from echoforge.schemas.records import Turn, Units
 from echoforge.transforms.align import Align
-from echoforge.validate import validate_output
+from echoforge.commands.validate import validate_output
 
 from conftest import FAST_CONFIG, SHAREGPT
 

@@ -11,7 +11,7 @@ from echoforge.backends.asr import WHISPER_RATE, WhisperASR
 from echoforge.backends.tts.base import VoiceRequest
 from echoforge.backends.tts.piper import PiperBackend
 from echoforge.backends.aligners.agreement import alignment_figures
-from echoforge.evaluation.units import match_word_starts, normalize_word
+from echoforge.commands.eval_units import match_word_starts, normalize_word
 from echoforge.schemas.records import Units, Word
 from echoforge.transforms.align import unit_spans
 

@@ -15,7 +15,7 @@ import pytest
 
 from echoforge.config import parse_config
 from echoforge.pipeline.build import build
-from echoforge.validate import validate_output
+from echoforge.commands.validate import validate_output
 
 from conftest import FAST_CONFIG, MESSY, SHAREGPT, write_config
 

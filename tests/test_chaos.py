@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from echoforge.storage import folder as open_folder
-from echoforge.validate import validate_output
+from echoforge.commands.validate import validate_output
 
 from conftest import SHAREGPT, end_session, inject_env, write_config
 

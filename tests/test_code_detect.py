@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from echoforge.backends.code_detect import (
+from echoforge.text.code_detect import (
     classify, drop_foreign_words, drop_symbol_runs, identifier_words, is_identifier, is_table, speak_identifiers,
 )
 

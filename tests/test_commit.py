@@ -22,7 +22,7 @@ from echoforge.pipeline.lease import Lease, LeaseHeld
 from echoforge.pipeline.workunits import plan_work_units
 from echoforge.storage import folder as open_folder
 from echoforge.transforms.ingest import Ingest
-from echoforge.validate import validate_output
+from echoforge.commands.validate import validate_output
 
 from conftest import SHAREGPT, inject_env
 

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from echoforge.backends.tts import VoiceRequest
-from echoforge.backends.tts.base import sentence_words
+from echoforge.text.words import sentence_words
 from echoforge.backends.tts.coqui import CoquiBackend
 from echoforge.config import CoquiConfig
 from echoforge.errors import ConfigError
@@ -233,7 +233,7 @@ def test_build_with_an_xtts_voice_times_its_words_by_ctc(xtts, tmp_path, cache_e
     from echoforge.config import parse_config
     from echoforge.pipeline.build import build
     from echoforge.pipeline.output import iter_shards
-    from echoforge.validate import validate_output
+    from echoforge.commands.validate import validate_output
 
     model, maria, _ = xtts
     rows = tmp_path / "short.jsonl"

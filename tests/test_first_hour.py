@@ -17,7 +17,7 @@ import yaml
 from echoforge.config import parse_config
 from echoforge.errors import ConfigError
 from echoforge.pipeline.build import build
-from echoforge.reports import summary_lines
+from echoforge.commands.inspect import summary_lines
 
 from conftest import FAST_CONFIG, ROOT, SHAREGPT, refused_rows
 

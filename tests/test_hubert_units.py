@@ -103,7 +103,7 @@ def test_configuration_errors_name_the_field(model_dir, codebook, tmp_path):
 
 
 def test_fit_units_fits_a_codebook_for_hubert(model_dir, cache_env, tmp_path):
-    from echoforge.backends.units.fit import DEFAULT_FIT_INPUT, fit_codebook
+    from echoforge.commands.fit_units import DEFAULT_FIT_INPUT, fit_codebook
 
     config = parse_config({"units": {"tokenizer": "hubert-kmeans", "hubert": {"model": str(model_dir), "layer": 2}}})
     fitted = fit_codebook([str(DEFAULT_FIT_INPUT)], config, k=8, limit=1)

@@ -13,9 +13,9 @@ import pytest
 from sklearn.cluster import KMeans, MiniBatchKMeans
 
 from echoforge.backends.units.base import KMeansCodebook
-from echoforge.backends.units.kmeans_import import UnsafePickle, import_kmeans
+from echoforge.commands.import_kmeans import UnsafePickle, import_kmeans
 from echoforge.errors import ConfigError
-from echoforge.io.files import sha256_file
+from echoforge.hashing import sha256_file
 
 DATA = np.random.default_rng(0).standard_normal((400, 6)).astype(np.float32)
 

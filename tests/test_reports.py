@@ -8,7 +8,7 @@ import pytest
 
 from echoforge.config import parse_config
 from echoforge.pipeline.build import build
-from echoforge.reports import dry_run
+from echoforge.commands.inspect import dry_run
 
 pytestmark = pytest.mark.slow
 

@@ -15,7 +15,7 @@ from echoforge.commands.decode_units import decode_units
 from echoforge.config import parse_config
 from echoforge.pipeline.build import build
 from echoforge.pipeline.output import iter_shards
-from echoforge.validate import validate_output
+from echoforge.commands.validate import validate_output
 from tiny_models import save_encodec, save_hubert, save_mimi
 
 

@@ -11,11 +11,11 @@ import pytest
 from click.testing import CliRunner
 
 from echoforge.backends.units.base import ASSETS, KMeansCodebook
-from echoforge.backends.units.fit import fit_projection
+from echoforge.commands.fit_units import fit_projection
 from echoforge.backends.units.phones import frame_labels, frame_phones, phone_segments
 from echoforge.cli import main
 from echoforge.config import parse_config
-from echoforge.evaluation.units import (
+from echoforge.commands.eval_units import (
     CorpusRow,
     Resynthesizer,
     cluster_scores,

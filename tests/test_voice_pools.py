@@ -13,8 +13,8 @@ from echoforge.cli import main
 from echoforge.config import parse_config
 from echoforge.pipeline.build import build
 from echoforge.pipeline.output import iter_shards
-from echoforge.reports import inspect_output
-from echoforge.validate import validate_output
+from echoforge.commands.inspect import inspect_output
+from echoforge.commands.validate import validate_output
 
 from conftest import SHAREGPT, write_config
 from tiny_coqui import make_tiny_vits

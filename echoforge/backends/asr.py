@@ -25,7 +25,7 @@ import numpy as np
 
 from echoforge.errors import ConfigError, require
 from echoforge.backends.normalizers import default_cache_dir
-from echoforge.io.files import sha256_file
+from echoforge.hashing import sha256_file
 from echoforge.schemas.records import Transcript
 
 WHISPER_RATE = 16_000

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from echoforge.errors import ConfigError
-from echoforge.io.files import sha256_file
+from echoforge.hashing import sha256_file
 
 
 def default_tokenizer_path() -> Path:

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import IO, Any, Iterator, Mapping
 
 from echoforge.errors import InputError
-from echoforge.io.files import sha256_of
+from echoforge.hashing import sha256_of
 from echoforge.storage import StorageError, filesystem, is_remote
 
 PACKAGE_DATA = Path(__file__).resolve().parents[1] / "data"

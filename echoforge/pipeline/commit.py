@@ -26,7 +26,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from echoforge.errors import EchoforgeError
-from echoforge.io.files import sha256_file
+from echoforge.hashing import sha256_file
 from echoforge.pipeline.layout import INTERNAL, SHARD_KINDS, SPLITS, TMP, Layout
 from echoforge.schemas.columns import reject_schema, reject_to_row, row_schema, split_of, turn_to_row
 from echoforge.schemas.records import Reject, Turn

@@ -25,7 +25,7 @@ import numpy as np
 from echoforge.backends.aligners import create_aligner
 from echoforge.backends.aligners.agreement import alignment_figures, start_differences
 from echoforge.backends.llm_tokenizer import LLMTokenizer
-from echoforge.backends.tts.base import WORD_RE, sentence_words
+from echoforge.text.words import WORD_RE, sentence_words
 from echoforge.config import BuildConfig, SegmentsConfig
 from echoforge.errors import EchoforgeError
 from echoforge.schemas.columns import ALIGNMENT_FEATURES

@@ -14,7 +14,7 @@ import re
 from dataclasses import dataclass
 from typing import Callable
 
-from echoforge.backends.code_detect import (
+from echoforge.text.code_detect import (
     classify, drop_foreign_words, drop_symbol_runs, is_table, speak_identifiers,
 )
 from echoforge.config import SpeakableConfig

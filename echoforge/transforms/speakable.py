@@ -12,9 +12,9 @@ import re
 import unicodedata
 from dataclasses import dataclass, field
 
-from echoforge.backends.code_detect import is_identifier
+from echoforge.text.code_detect import is_identifier
 from echoforge.backends.normalizers import normalizers
-from echoforge.backends.spoken_forms import after_normalizing, before_normalizing
+from echoforge.text.spoken_forms import after_normalizing, before_normalizing
 from echoforge.config import BuildConfig
 from echoforge.schemas.records import Turn
 from echoforge.transforms.base import Resources, Stage, StageReject

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -19,13 +18,6 @@ tts_backends: Registry[TTSBackend] = Registry("TTS backend")
 PEAK = 0.9  # peak level of every utterance (−0.9 dBFS): no clipping, comparable loudness
 
 #: What every backend calls a word of a sentence: each gets one entry of ``Speech.words``, in order.
-WORD_RE = re.compile(r"[\w']+")
-
-
-def sentence_words(sentence: str) -> list[str]:
-    return WORD_RE.findall(sentence)
-
-
 @dataclass(frozen=True)
 class VoiceRequest:
     """What to say, in which voice, how fast, and the seed for the voice's sampling noise."""

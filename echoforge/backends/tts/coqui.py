@@ -33,14 +33,14 @@ from echoforge.backends.tts.base import (
     VoiceRequest,
     fit_length,
     peak_normalize,
-    sentence_words,
     tts_backends,
 )
 from echoforge.backends.tts.coqui_compat import fix_xtts_cache, masked_decoder, seeded_noise
 from echoforge.config import CoquiConfig, SynthesisConfig
 from echoforge.errors import ConfigError, require
-from echoforge.io.files import sha256_file
+from echoforge.hashing import sha256_file
 from echoforge.schemas.records import Speech, Word
+from echoforge.text.words import sentence_words
 
 _CHECKPOINTS = ("model.pth", "model_file.pth", "best_model.pth", "checkpoint.pth")
 _AUDIO_SUFFIXES = (".wav", ".flac", ".mp3", ".ogg")

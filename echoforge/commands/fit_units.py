@@ -28,7 +28,7 @@ from echoforge.transforms.ingest import Ingest
 from echoforge.transforms.speakable import Speakable
 from echoforge.transforms.synthesize import Synthesize
 
-DEFAULT_FIT_INPUT = Path(__file__).resolve().parents[2] / "data" / "units_fit.jsonl"
+DEFAULT_FIT_INPUT = Path(__file__).resolve().parents[1] / "data" / "units_fit.jsonl"
 
 _state: dict = {}
 

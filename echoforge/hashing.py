@@ -1,4 +1,4 @@
-"""File helpers shared by models, shards and manifests."""
+"""Content hashes of local files, storage objects and inputs."""
 
 from __future__ import annotations
 

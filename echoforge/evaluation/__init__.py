@@ -1,1 +1,0 @@
-"""Measurements of a built corpus: unit quality, alignment accuracy (``echoforge eval-units``)."""
