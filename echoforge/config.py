@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import difflib
-import hashlib
-import json
 import types
 from pathlib import Path
 from typing import Any, Literal
@@ -313,18 +311,18 @@ class BuildConfig(Section):
         device, storage, failure thresholds) are left out, so changing them keeps a resume."""
         data = self.saved()
         data["run"] = {"work_unit_rows": data["run"]["work_unit_rows"]}
-        for section in data.values():
-            for key in EXECUTION_ONLY:
-                section.pop(key, None)
-        return data
-
-    def fingerprint(self) -> str:
-        """Hash of everything that changes output rows (not how many workers compute them)."""
-        blob = json.dumps(self.row_settings(), sort_keys=True).encode()
-        return hashlib.sha256(blob).hexdigest()[:16]
+        return _without_execution_keys(data)
 
 
+# Keys that say how rows are computed, never what they hold, at any depth of the config
+# (``units.device`` as ``synthesis.piper.device`` and ``gate.whisper.device``).
 EXECUTION_ONLY = ("batch_size", "device")
+
+
+def _without_execution_keys(data: Any) -> Any:
+    if isinstance(data, dict):
+        return {k: _without_execution_keys(v) for k, v in data.items() if k not in EXECUTION_ONLY}
+    return data
 
 
 def _field_path(loc: tuple[Any, ...]) -> str:

@@ -33,10 +33,10 @@ def test_yaml_errors(tmp_path):
         load_config(tmp_path / "missing.yaml")
 
 
-def test_fingerprint_ignores_workers_only():
+def test_row_settings_ignore_workers_only():
     base = BuildConfig()
-    assert base.with_overrides(run={"workers": 4}).fingerprint() == base.fingerprint()
-    assert base.with_overrides(synthesis={"seed": 1}).fingerprint() != base.fingerprint()
+    assert base.with_overrides(run={"workers": 4}).row_settings() == base.row_settings()
+    assert base.with_overrides(synthesis={"seed": 1}).row_settings() != base.row_settings()
 
 
 @pytest.mark.parametrize("key, value, where", [
@@ -52,7 +52,16 @@ def test_a_moved_synthesis_key_says_where_it_went(key, value, where):
 
 def test_tts_backend_sections_make_rows():
     base = BuildConfig()
-    assert base.with_overrides(synthesis={"piper": {"noise_scale": 0.3}}).fingerprint() != base.fingerprint()
-    assert base.with_overrides(synthesis={"coqui": {"temperature": 0.5}}).fingerprint() != base.fingerprint()
-    assert base.with_overrides(synthesis={"batch_size": 2}).fingerprint() == base.fingerprint()
-    assert base.row_settings()["synthesis"]["coqui"]["language"] == "en"
+    rows = base.row_settings()
+    assert base.with_overrides(synthesis={"piper": {"noise_scale": 0.3}}).row_settings() != rows
+    assert base.with_overrides(synthesis={"coqui": {"temperature": 0.5}}).row_settings() != rows
+    assert base.with_overrides(synthesis={"batch_size": 2}).row_settings() == rows
+    assert rows["synthesis"]["coqui"]["language"] == "en"
+
+
+def test_devices_at_any_depth_do_not_change_the_rows():
+    base = BuildConfig()
+    for sections in ({"synthesis": {"piper": {"device": "cuda"}}}, {"gate": {"whisper": {"device": "cuda"}}},
+                     {"units": {"device": "cuda"}}, {"align": {"device": "cuda"}}):
+        assert base.with_overrides(**sections).row_settings() == base.row_settings(), sections
+    assert base.with_overrides(gate={"whisper": {"beam_size": 5}}).row_settings() != base.row_settings()

@@ -115,6 +115,3 @@ class Layout:
 
     def part(self, unit: int, attempt: str, kind: str) -> str:
         return f"{INTERNAL}/parts/{unit:06d}/{attempt}/{kind}.parquet"
-
-    def parts_dir(self, unit: int) -> str:
-        return f"{INTERNAL}/parts/{unit:06d}"

@@ -29,10 +29,6 @@ from echoforge.schemas.records import Units
 HUBERT_RATE = 16_000
 
 
-def _model_files(path: Path) -> list[Path]:
-    return sorted(p for p in path.iterdir() if p.suffix in (".safetensors", ".bin", ".json"))
-
-
 @unit_tokenizers.register("hubert-kmeans")
 class HubertKMeansTokenizer(UnitTokenizer):
     """Audio → HuBERT layer ``layer`` features → index of the nearest codebook centre."""
