@@ -91,7 +91,7 @@ def main() -> None:
     import torch
     from transformers.utils import logging as hf_logging
 
-    from echoforge.backends.aligners import word_aligners
+    from echoforge.registry import word_aligners
     from echoforge.backends.units import create_tokenizer
     from echoforge.backends.units.base import torch_device
     from echoforge.config import parse_config

@@ -6,12 +6,28 @@ import functools
 import json
 import logging
 import sys
-from pathlib import Path
 
 import click
 
 from echoforge.config import load_config
 from echoforge.errors import EchoforgeError
+from echoforge.registry import Registry, engines, word_aligners
+
+
+class RegistryChoice(click.Choice):
+    """The names a registry holds (read when the option is used or its help is shown)."""
+
+    def __init__(self, registry: Registry, *extra: str):
+        self.registry, self.extra = registry, extra
+        super().__init__([], case_sensitive=True)
+
+    @property
+    def choices(self):
+        return (*self.registry.names(), *self.extra)
+
+    @choices.setter
+    def choices(self, _):
+        pass
 
 
 def user_errors(fn):
@@ -87,7 +103,7 @@ def main(verbose: bool) -> None:
 @click.option("--format", "fmt", type=click.Choice(["parquet", "arrow"]), help="Shard format.")
 @click.option("--limit", type=click.IntRange(min=1), help="Use only the first N input rows.")
 @click.option("--workers", type=click.IntRange(min=1), help="Worker processes (local engine).")
-@click.option("--engine", type=click.Choice(["local", "ray", "beam"]), default="local", show_default=True)
+@click.option("--engine", type=RegistryChoice(engines), default="local", show_default=True)
 @click.option("--ray-address", help="Join this Ray cluster (default: start a local Ray instance).")
 @click.option("--beam-option", "beam_options", multiple=True,
               help="Beam pipeline option, e.g. --beam-option=--runner=DataflowRunner (repeatable).")
@@ -256,7 +272,7 @@ def _phase_bars():
               help="Share of the rows that fit the MFCC baseline (the rest are scored).")
 @click.option("--no-baseline", is_flag=True, help="Skip the MFCC + k-means baseline.")
 @click.option("--no-alignment", is_flag=True, help="Skip the check of word starts against Whisper.")
-@click.option("--ctc-aligner", type=click.Choice(["hama", "wav2vec2", "none"]), default="hama", show_default=True,
+@click.option("--ctc-aligner", type=RegistryChoice(word_aligners, "none"), default="hama", show_default=True,
               help="CTC forced aligner whose word starts are compared with the synthesiser's.")
 @click.option("--ctc-model", help="Wav2Vec2ForCTC checkpoint (directory or Hub id) for --ctc-aligner wav2vec2.")
 @user_errors

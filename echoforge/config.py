@@ -5,12 +5,13 @@ from __future__ import annotations
 import difflib
 import types
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from echoforge.errors import ConfigError
+from echoforge.registry import Registry, tts_backends, unit_tokenizers
 
 
 class Section(BaseModel):
@@ -83,33 +84,66 @@ class SpeakableConfig(Section):
     block_placeholder: str | None = None
 
 
-class PiperConfig(Section):
-    """``synthesis.piper``: Piper voices through onnxruntime."""
+class SectionError(ValueError):
+    """A mistake inside a backend's section: where (below the section) and what."""
 
-    noise_scale: float | None = Field(None, ge=0.0)  # VITS sampling noise; None: the voice's own
-    noise_w: float | None = Field(None, ge=0.0)  # duration noise; None: the voice's own
-    device: Literal["cpu", "cuda"] = "cpu"  # cuda: onnxruntime's CUDA provider
-
-
-class CoquiConfig(Section):
-    """``synthesis.coqui``: coqui-tts models (VITS family, XTTS)."""
-
-    device: Literal["cpu", "cuda"] = "cpu"
-    language: str = "en"  # XTTS language; language id of a multilingual VITS
-    noise_scale: float | None = Field(None, ge=0.0)  # VITS sampling noise; None: the model's own
-    noise_scale_dp: float | None = Field(None, ge=0.0)  # VITS duration noise; None: the model's own
-    # VITS sentences of similar length synthesised as padded batches of up to synthesis.batch_size
-    # (off: slower on CPU, docs/benchmarks.md; not yet measured on a GPU)
-    batched: bool = False
-    # XTTS sampling; None: the model's config.json
-    temperature: float | None = Field(None, gt=0.0)
-    top_k: int | None = Field(None, ge=1)
-    top_p: float | None = Field(None, gt=0.0, le=1.0)
-    repetition_penalty: float | None = Field(None, gt=0.0)
-    length_penalty: float | None = None
+    def __init__(self, loc: tuple[Any, ...], msg: str):
+        super().__init__(msg)
+        self.loc, self.msg = loc, msg
 
 
-class SynthesisConfig(Section):
+class BackendSections(Section):
+    """A section whose sub-sections belong to the registered backends of one kind: each backend
+    brings its config model (``registry.register(name, config=Model)``), validated here; a
+    backend given no sub-section gets its defaults. ``section(name)`` returns one."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+    _registry: ClassVar[Registry[Any]]
+    _path: ClassVar[str]
+    _choice: ClassVar[str]  # the field that names the backend
+
+    @model_validator(mode="after")
+    def _backend_sections(self) -> BackendSections:
+        chosen = getattr(self, self._choice)
+        if chosen not in self._registry.names():
+            raise SectionError((self._choice,), f"unknown {self._registry.kind} '{chosen}'"
+                               + _closest(chosen, self._registry.names())
+                               + f": choose one of {', '.join(self._registry.names())}")
+        sections = self._registry.sections()
+        given = self.__pydantic_extra__ if self.__pydantic_extra__ is not None else {}
+        for key in given:
+            if key not in sections:
+                where = f"{self._path}.{key}"
+                if where in MOVED:
+                    raise SectionError((key,), f"unknown field: moved to {MOVED[where]}")
+                raise SectionError((key,), "unknown field" + _closest(key, [*type(self).model_fields, *sections]))
+        for name, model in sections.items():
+            raw = given.get(name)
+            if isinstance(raw, model):
+                continue
+            try:
+                given[name] = model.model_validate({} if raw is None else raw)
+            except ValidationError as exc:
+                err = exc.errors()[0]
+                msg = err["msg"].removeprefix("Value error, ")
+                if err["type"] == "extra_forbidden":
+                    msg = "unknown field" + _closest(str(err["loc"][-1]), list(model.model_fields))
+                raise SectionError((name, *err["loc"]), msg) from None
+        return self
+
+    def section(self, name: str) -> Any:
+        """The validated sub-section of backend ``name``."""
+        return self.__pydantic_extra__[name]
+
+
+class SynthesisConfig(BackendSections):
+    """``synthesis``: voices and their policy; ``synthesis.<backend>`` sections come from the TTS
+    backends' own config models (``piper``, ``coqui``, …)."""
+
+    _registry = tts_backends
+    _path = "synthesis"
+    _choice = "backend"
+
     backend: str = "piper"
     assistant_voice: str = "joe"
     user_voices: list[str] = ["joe"]
@@ -119,8 +153,6 @@ class SynthesisConfig(Section):
     sentence_pause_s: float = Field(0.25, ge=0.0, le=2.0)
     keep_answer_audio: bool = True
     batch_size: int = Field(8, ge=1)
-    piper: PiperConfig = PiperConfig()
-    coqui: CoquiConfig = CoquiConfig()
 
     @model_validator(mode="after")
     def _voices(self) -> SynthesisConfig:
@@ -129,33 +161,20 @@ class SynthesisConfig(Section):
         return self
 
 
-class HubertUnitsConfig(Section):
-    """``units.hubert``: a HuBERT-family encoder layer + a k-means codebook (``hubert-kmeans``)."""
+class UnitsConfig(BackendSections):
+    """``units``: the tokenizer; ``units.<section>`` from the tokenizers' own config models
+    (``hubert``, ``encodec``, ``mimi``)."""
 
-    model: str | None = None  # transformers HubertModel directory or Hub id
-    layer: int = Field(11, ge=1)  # output of this transformer layer (1 = first); EchoX: 11
-    codebook: str | None = None  # plain .npy codebook (fit-units, or import-kmeans from joblib)
-    normalize: bool | None = None  # zero-mean unit-variance input; None: the model's preprocessor_config
-    vocoder: str | None = None  # the unit vocoder that speaks these units, recorded with the build
+    _registry = unit_tokenizers
+    _path = "units"
+    _choice = "tokenizer"
 
-
-class CodecUnitsConfig(Section):
-    """``units.encodec`` / ``units.mimi``: a neural codec's residual-VQ codes."""
-
-    model: str | None = None  # local checkpoint (transformers directory, or for encodec a .th file) or Hub id
-    num_codebooks: int | None = Field(None, ge=1, le=32)  # None: encodec 8, mimi 8
-
-
-class UnitsConfig(Section):
     tokenizer: str = "whisper-kmeans"
     codebook: str | None = None  # path to a codebook .npy; default: the packaged one
     model: str | None = None  # encoder / codec model path; default: the tokenizer's own
     device: Literal["cpu", "cuda", "auto"] = "cpu"
     batch_size: int = Field(8, ge=1)
     unit_lm: str | None = None  # sentencepiece model over deduplicated units
-    hubert: HubertUnitsConfig = HubertUnitsConfig()
-    encodec: CodecUnitsConfig = CodecUnitsConfig()
-    mimi: CodecUnitsConfig = CodecUnitsConfig()
 
 
 class WhisperASRConfig(Section):
@@ -286,8 +305,8 @@ class RunConfig(Section):
 class BuildConfig(Section):
     ingest: IngestConfig = IngestConfig()
     speakable: SpeakableConfig = SpeakableConfig()
-    synthesis: SynthesisConfig = SynthesisConfig()
-    units: UnitsConfig = UnitsConfig()
+    synthesis: SynthesisConfig = Field(default_factory=SynthesisConfig)
+    units: UnitsConfig = Field(default_factory=UnitsConfig)
     gate: GateConfig = GateConfig()
     segments: SegmentsConfig = SegmentsConfig()
     align: AlignConfig = AlignConfig()
@@ -337,6 +356,11 @@ MOVED = {
 }
 
 
+def _closest(key: str, names: list[str]) -> str:
+    close = difflib.get_close_matches(key, names, n=1, cutoff=0.6)
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
+
 def _suggestion(loc: tuple[Any, ...]) -> str:
     """For an unknown key, where it moved (``: moved to x.y``), the closest valid key of its
     section (`` (did you mean 'x'?)``) or ''."""
@@ -352,8 +376,7 @@ def _suggestion(loc: tuple[Any, ...]) -> str:
             model = next((a for a in model.__args__ if isinstance(a, type) and issubclass(a, BaseModel)), None)
         if not (isinstance(model, type) and issubclass(model, BaseModel)):
             return ""
-    close = difflib.get_close_matches(str(loc[-1]), list(model.model_fields), n=1, cutoff=0.6)
-    return f" (did you mean '{close[0]}'?)" if close else ""
+    return _closest(str(loc[-1]), list(model.model_fields))
 
 
 def parse_config(data: dict[str, Any] | None) -> BuildConfig:
@@ -362,6 +385,9 @@ def parse_config(data: dict[str, Any] | None) -> BuildConfig:
         return BuildConfig.model_validate(data or {})
     except ValidationError as exc:
         err = exc.errors()[0]
+        inner = err.get("ctx", {}).get("error")
+        if isinstance(inner, SectionError):  # a backend's own section
+            err = {**err, "loc": (*err["loc"], *inner.loc), "msg": inner.msg, "type": "section"}
         where = _field_path(err["loc"]) or "config"
         msg = err["msg"].removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":

@@ -10,7 +10,7 @@ import pytest
 
 from echoforge.backends.aligners.ctc import HamaAligner
 from echoforge.backends.tts import VoiceRequest
-from echoforge.backends.tts.base import tts_backends
+from echoforge.registry import tts_backends
 from echoforge.backends.tts.piper import PiperBackend
 from echoforge.config import parse_config
 from echoforge.errors import ConfigError

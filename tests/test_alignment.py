@@ -28,7 +28,7 @@ def speech():
 
 @pytest.fixture(scope="module")
 def units(speech):
-    from echoforge.backends.units import unit_tokenizers
+    from echoforge.registry import unit_tokenizers
 
     tok = unit_tokenizers.create("whisper-kmeans")
     tok.setup()

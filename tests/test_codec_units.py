@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from echoforge.backends.units import create_tokenizer, unit_tokenizers
+from echoforge.backends.units import create_tokenizer
+from echoforge.registry import unit_tokenizers
 from echoforge.config import parse_config
 from echoforge.errors import ConfigError
 from tiny_models import save_encodec, save_mimi, speechlike

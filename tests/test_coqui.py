@@ -13,7 +13,7 @@ import pytest
 from echoforge.backends.tts import VoiceRequest
 from echoforge.text.words import sentence_words
 from echoforge.backends.tts.coqui import CoquiBackend
-from echoforge.config import CoquiConfig
+from echoforge.backends.tts.coqui import CoquiConfig
 from echoforge.errors import ConfigError
 
 from tiny_coqui import SPEAKERS, make_tiny_vits

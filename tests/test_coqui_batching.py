@@ -11,7 +11,8 @@ import pytest
 
 from echoforge.backends.tts import VoiceRequest
 from echoforge.backends.tts.coqui import CoquiBackend
-from echoforge.config import CoquiConfig, parse_config
+from echoforge.backends.tts.coqui import CoquiConfig
+from echoforge.config import parse_config
 from echoforge.schemas.records import Turn
 from echoforge.transforms.synthesize import Synthesize
 

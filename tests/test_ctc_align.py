@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from echoforge.backends.aligners import word_aligners
+from echoforge.registry import word_aligners
 from echoforge.backends.aligners.ctc import spoken_word
 from echoforge.backends.tts.base import VoiceRequest
 from echoforge.backends.tts.piper import PiperBackend

@@ -9,7 +9,8 @@ import sys
 import numpy as np
 import pytest
 
-from echoforge.backends.units import create_tokenizer, unit_tokenizers
+from echoforge.backends.units import create_tokenizer
+from echoforge.registry import unit_tokenizers
 from echoforge.config import parse_config
 from echoforge.errors import ConfigError
 

@@ -33,7 +33,7 @@ def parts():
                       q.words, q.sentences, q.phonemes)
     answer = backend.synthesize(VoiceRequest(tuple(ANSWER), "joe", 1.0, 12))
     other = backend.synthesize(VoiceRequest(tuple(OTHER), "joe", 1.0, 13))
-    from echoforge.backends.units import unit_tokenizers
+    from echoforge.registry import unit_tokenizers
 
     tokenizer = unit_tokenizers.create("whisper-kmeans")
     tokenizer.setup()

@@ -22,7 +22,7 @@ ANSWER = ("Water and sand grind the rock away.", "Hard rock makes narrow walls."
 def turns():
     backend = PiperBackend(["joe"])
     backend.setup()
-    from echoforge.backends.units import unit_tokenizers
+    from echoforge.registry import unit_tokenizers
 
     units = unit_tokenizers.create("whisper-kmeans")
     units.setup()

@@ -7,7 +7,8 @@ import pytest
 import torch
 from transformers import HubertModel
 
-from echoforge.backends.units import create_tokenizer, unit_tokenizers
+from echoforge.backends.units import create_tokenizer
+from echoforge.registry import unit_tokenizers
 from echoforge.backends.units.base import KMeansCodebook
 from echoforge.config import parse_config
 from echoforge.errors import ConfigError

@@ -393,7 +393,7 @@ def ctc_agreement(rows: list[CorpusRow], aligner: str, model: str | None = None,
                   progress: Progress | None = None, batch_size: int = 8) -> dict[str, Any]:
     """Word starts of a CTC forced aligner against the synthesiser's (the ``alignment`` column):
     ``ctc_*`` figures as :func:`alignment_figures` gives them (CTC − synthesiser)."""
-    from echoforge.backends.aligners import word_aligners
+    from echoforge.registry import word_aligners
 
     ctc = word_aligners.create(aligner, **({"model": model} if model else {}))
     ctc.setup()

@@ -31,8 +31,7 @@ class Synthesize(Stage[Turn]):
     @property
     def resources(self) -> Resources:
         c = self.config.synthesis
-        cuda = any(getattr(c, b).device == "cuda" for b in self.backend.backends if hasattr(c, b))
-        return Resources(batch_size=c.batch_size, uses_model=True, num_gpus=1.0 if cuda else 0.0)
+        return Resources(batch_size=c.batch_size, uses_model=True, num_gpus=1.0 if self.backend.uses_gpu else 0.0)
 
     def setup(self) -> None:
         self.backend.setup()

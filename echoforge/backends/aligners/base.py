@@ -9,10 +9,9 @@ from __future__ import annotations
 import numpy as np
 
 from echoforge.config import AlignConfig
-from echoforge.registry import Registry
+from echoforge.registry import word_aligners
 from echoforge.schemas.records import Word
 
-word_aligners: Registry[WordAligner] = Registry("word aligner")
 
 
 class WordAligner:

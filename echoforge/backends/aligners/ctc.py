@@ -19,7 +19,8 @@ import re
 import numpy as np
 
 from echoforge.audio import resample
-from echoforge.backends.aligners.base import WordAligner, word_aligners
+from echoforge.backends.aligners.base import WordAligner
+from echoforge.registry import word_aligners
 from echoforge.backends.speech_encoders import normalized, padded_encoder_states, preprocessor_normalizes
 from echoforge.config import AlignConfig
 from echoforge.errors import ConfigError, require

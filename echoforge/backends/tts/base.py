@@ -7,17 +7,14 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from echoforge.registry import Registry
 from echoforge.schemas.records import Speech
 
 if TYPE_CHECKING:
     from echoforge.config import SynthesisConfig
 
-tts_backends: Registry[TTSBackend] = Registry("TTS backend")
 
 PEAK = 0.9  # peak level of every utterance (−0.9 dBFS): no clipping, comparable loudness
 
-#: What every backend calls a word of a sentence: each gets one entry of ``Speech.words``, in order.
 @dataclass(frozen=True)
 class VoiceRequest:
     """What to say, in which voice, how fast, and the seed for the voice's sampling noise."""
@@ -41,6 +38,11 @@ class TTSBackend:
     def from_config(cls, voices: list[str], synthesis: SynthesisConfig) -> TTSBackend:
         """The backend for some voices, configured from its own section of ``synthesis``."""
         return cls(voices)
+
+    @property
+    def uses_gpu(self) -> bool:
+        """Whether this backend runs its model on a GPU (the engine then places it on one)."""
+        return False
 
     def setup(self) -> None:
         raise NotImplementedError

@@ -28,17 +28,21 @@ from pathlib import Path
 
 import numpy as np
 
+from typing import Literal
+
+from pydantic import Field
+
 from echoforge.backends.tts.base import (
     TTSBackend,
     VoiceRequest,
     fit_length,
     peak_normalize,
-    tts_backends,
 )
 from echoforge.backends.tts.coqui_compat import fix_xtts_cache, masked_decoder, seeded_noise
-from echoforge.config import CoquiConfig, SynthesisConfig
+from echoforge.config import Section, SynthesisConfig
 from echoforge.errors import ConfigError, require
 from echoforge.hashing import sha256_file
+from echoforge.registry import tts_backends
 from echoforge.schemas.records import Speech, Word
 from echoforge.text.words import sentence_words
 
@@ -146,16 +150,34 @@ def speakers_of(model) -> list[str]:
     return [n for n, _ in sorted(manager.name_to_id.items(), key=lambda kv: kv[1])]
 
 
-@tts_backends.register("coqui")
+class CoquiConfig(Section):
+    """``synthesis.coqui``: coqui-tts models (VITS family, XTTS)."""
+
+    device: Literal["cpu", "cuda"] = "cpu"
+    language: str = "en"  # XTTS language; language id of a multilingual VITS
+    noise_scale: float | None = Field(None, ge=0.0)  # VITS sampling noise; None: the model's own
+    noise_scale_dp: float | None = Field(None, ge=0.0)  # VITS duration noise; None: the model's own
+    # VITS sentences of similar length synthesised as padded batches of up to synthesis.batch_size
+    # (off: slower on CPU, docs/benchmarks.md; not yet measured on a GPU)
+    batched: bool = False
+    # XTTS sampling; None: the model's config.json
+    temperature: float | None = Field(None, gt=0.0)
+    top_k: int | None = Field(None, ge=1)
+    top_p: float | None = Field(None, gt=0.0, le=1.0)
+    repetition_penalty: float | None = Field(None, gt=0.0)
+    length_penalty: float | None = None
+
+
+@tts_backends.register("coqui", config=CoquiConfig)
 class CoquiBackend(TTSBackend):
     """coqui-tts models on CPU or CUDA, one loaded model per directory shared by its voices."""
 
     name = "coqui"
 
-    def __init__(self, voices: list[str], config: CoquiConfig = CoquiConfig(), batch_size: int = 8,
+    def __init__(self, voices: list[str], config: CoquiConfig | None = None, batch_size: int = 8,
                  threads: int = 1):
         super().__init__(voices)
-        self.config = config
+        self.config = config or CoquiConfig()
         self.batch_size = batch_size if config.batched else 1
         self.threads = threads
         self.device = config.device
@@ -163,7 +185,11 @@ class CoquiBackend(TTSBackend):
 
     @classmethod
     def from_config(cls, voices: list[str], synthesis: SynthesisConfig) -> CoquiBackend:
-        return cls(voices, synthesis.coqui, synthesis.batch_size)
+        return cls(voices, synthesis.section("coqui"), synthesis.batch_size)
+
+    @property
+    def uses_gpu(self) -> bool:
+        return self.config.device == "cuda"
 
     def setup(self) -> None:
         torch = require("torch", "coqui TTS", "coqui")

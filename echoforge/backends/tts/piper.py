@@ -20,16 +20,20 @@ from pathlib import Path
 
 import numpy as np
 
+from typing import Literal
+
+from pydantic import Field
+
 from echoforge.backends.tts.base import (
     TTSBackend,
     VoiceRequest,
     fit_length,
     peak_normalize,
-    tts_backends,
 )
-from echoforge.config import PiperConfig, SynthesisConfig
+from echoforge.config import Section, SynthesisConfig
 from echoforge.errors import ConfigError, require
 from echoforge.hashing import sha256_file
+from echoforge.registry import tts_backends
 from echoforge.schemas.records import Speech, Word
 from echoforge.text.words import sentence_words
 
@@ -128,21 +132,33 @@ class _Voice:
         return self.config.sample_rate
 
 
-@tts_backends.register("piper")
+class PiperConfig(Section):
+    """``synthesis.piper``: Piper voices through onnxruntime."""
+
+    noise_scale: float | None = Field(None, ge=0.0)  # VITS sampling noise; None: the voice's own
+    noise_w: float | None = Field(None, ge=0.0)  # duration noise; None: the voice's own
+    device: Literal["cpu", "cuda"] = "cpu"  # cuda: onnxruntime's CUDA provider
+
+
+@tts_backends.register("piper", config=PiperConfig)
 class PiperBackend(TTSBackend):
     """Piper voices through onnxruntime, one session per voice model."""
 
     name = "piper"
 
-    def __init__(self, voices: list[str], config: PiperConfig = PiperConfig(), threads: int = 1):
+    def __init__(self, voices: list[str], config: PiperConfig | None = None, threads: int = 1):
         super().__init__(voices)
-        self.config = config
+        self.config = config or PiperConfig()
         self.threads = threads
         self._voices: dict[str, _Voice] = {}
 
     @classmethod
     def from_config(cls, voices: list[str], synthesis: SynthesisConfig) -> PiperBackend:
-        return cls(voices, synthesis.piper)
+        return cls(voices, synthesis.section("piper"))
+
+    @property
+    def uses_gpu(self) -> bool:
+        return self.config.device == "cuda"
 
     def setup(self) -> None:
         for name in dict.fromkeys(self.voices):

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import dataclasses
 
-from echoforge.backends.tts.base import TTSBackend, VoiceRequest, tts_backends
+from echoforge.backends.tts.base import TTSBackend, VoiceRequest
+from echoforge.registry import tts_backends
 from echoforge.config import SynthesisConfig
 from echoforge.schemas.records import Speech
 
@@ -24,13 +25,17 @@ class VoicePool(TTSBackend):
 
     name = "pool"
 
-    def __init__(self, default_backend: str, voices: list[str], synthesis: SynthesisConfig = SynthesisConfig()):
+    def __init__(self, default_backend: str, voices: list[str], synthesis: SynthesisConfig | None = None):
         super().__init__(voices)
         self._route = {v: split_voice(v, default_backend) for v in dict.fromkeys(voices)}
         names: dict[str, list[str]] = {}
         for backend, inner in self._route.values():
             names.setdefault(backend, []).append(inner)
-        self.backends = {b: tts_backends.get(b).from_config(vs, synthesis) for b, vs in names.items()}
+        self.backends = {b: tts_backends.get(b).from_config(vs, synthesis or SynthesisConfig()) for b, vs in names.items()}
+
+    @property
+    def uses_gpu(self) -> bool:
+        return any(b.uses_gpu for b in self.backends.values())
 
     def setup(self) -> None:
         for backend in self.backends.values():

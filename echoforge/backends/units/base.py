@@ -16,10 +16,9 @@ import numpy as np
 
 from echoforge.config import UnitsConfig
 from echoforge.errors import ConfigError
-from echoforge.registry import Registry
+from echoforge.registry import unit_tokenizers
 from echoforge.schemas.records import Units
 
-unit_tokenizers: Registry[UnitTokenizer] = Registry("unit tokenizer")
 
 ASSETS = Path(__file__).resolve().parents[2] / "assets" / "units"
 

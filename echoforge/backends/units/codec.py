@@ -14,9 +14,12 @@ from pathlib import Path
 
 import numpy as np
 
+from pydantic import Field
+
 from echoforge.audio import resample
-from echoforge.backends.units.base import UnitTokenizer, torch_device, unit_tokenizers
-from echoforge.config import UnitsConfig
+from echoforge.backends.units.base import UnitTokenizer, torch_device
+from echoforge.registry import unit_tokenizers
+from echoforge.config import Section, UnitsConfig
 from echoforge.errors import ConfigError, require
 from echoforge.hashing import sha256_file
 from echoforge.schemas.records import Units
@@ -106,6 +109,13 @@ class TransformersCodec:
         return audio[0, 0].float().cpu().numpy()
 
 
+class CodecUnitsConfig(Section):
+    """``units.encodec`` / ``units.mimi``: a neural codec's residual-VQ codes."""
+
+    model: str | None = None  # local checkpoint (transformers directory, or for encodec a .th file) or Hub id
+    num_codebooks: int | None = Field(None, ge=1, le=32)  # None: encodec 8, mimi 8
+
+
 class CodecTokenizer(UnitTokenizer):
     """Shared by the codec tokenizers: encode, batch and decode through a :class:`TransformersCodec`."""
 
@@ -124,7 +134,7 @@ class CodecTokenizer(UnitTokenizer):
 
     @classmethod
     def from_config(cls, units: UnitsConfig, **overrides) -> CodecTokenizer:
-        section = getattr(units, cls.name)
+        section = units.section(cls.name)
         if units.codebook is not None:
             raise ConfigError(f"the {cls.name} tokenizer has its own codebooks: leave units.codebook unset")
         options = {"model": section.model or units.model, "num_codebooks": section.num_codebooks,
@@ -175,7 +185,7 @@ class CodecTokenizer(UnitTokenizer):
                 "tokenizer_vocoder": f"{self.name} decoder (echoforge decode-units)"}
 
 
-@unit_tokenizers.register("mimi")
+@unit_tokenizers.register("mimi", config=CodecUnitsConfig)
 class MimiTokenizer(CodecTokenizer):
     """Kyutai's Mimi: 12.5 Hz, the first codebook semantic (distilled from WavLM), up to 32 in all."""
 

@@ -26,8 +26,9 @@ from typing import Any
 import numpy as np
 
 from echoforge.audio import resample
-from echoforge.backends.units.base import torch_device, unit_tokenizers
-from echoforge.backends.units.codec import CodecTokenizer, is_transformers_checkpoint
+from echoforge.backends.units.base import torch_device
+from echoforge.registry import unit_tokenizers
+from echoforge.backends.units.codec import CodecTokenizer, CodecUnitsConfig, is_transformers_checkpoint
 from echoforge.hashing import sha256_file
 from echoforge.errors import ConfigError, require
 from echoforge.schemas.records import Units
@@ -108,7 +109,7 @@ def load_model(path: str | Path):
     return model.eval(), p
 
 
-@unit_tokenizers.register("encodec")
+@unit_tokenizers.register("encodec", config=CodecUnitsConfig)
 class EncodecTokenizer(CodecTokenizer):
     """Audio → the first ``num_codebooks`` residual codebooks of EnCodec, at its frame rate."""
 

@@ -18,10 +18,13 @@ from pathlib import Path
 
 import numpy as np
 
+from pydantic import Field
+
 from echoforge.audio import resample
 from echoforge.backends.speech_encoders import normalized, padded_encoder_states, preprocessor_normalizes
-from echoforge.backends.units.base import KMeansCodebook, UnitTokenizer, torch_device, unit_tokenizers
-from echoforge.config import UnitsConfig
+from echoforge.backends.units.base import KMeansCodebook, UnitTokenizer, torch_device
+from echoforge.registry import unit_tokenizers
+from echoforge.config import Section, UnitsConfig
 from echoforge.errors import ConfigError, require
 from echoforge.hashing import sha256_file
 from echoforge.schemas.records import Units
@@ -29,7 +32,17 @@ from echoforge.schemas.records import Units
 HUBERT_RATE = 16_000
 
 
-@unit_tokenizers.register("hubert-kmeans")
+class HubertUnitsConfig(Section):
+    """``units.hubert``: a HuBERT-family encoder layer + a k-means codebook (``hubert-kmeans``)."""
+
+    model: str | None = None  # transformers HubertModel directory or Hub id
+    layer: int = Field(11, ge=1)  # output of this transformer layer (1 = first); EchoX: 11
+    codebook: str | None = None  # plain .npy codebook (fit-units, or import-kmeans from joblib)
+    normalize: bool | None = None  # zero-mean unit-variance input; None: the model's preprocessor_config
+    vocoder: str | None = None  # the unit vocoder that speaks these units, recorded with the build
+
+
+@unit_tokenizers.register("hubert-kmeans", config=HubertUnitsConfig, section="hubert")
 class HubertKMeansTokenizer(UnitTokenizer):
     """Audio → HuBERT layer ``layer`` features → index of the nearest codebook centre."""
 
@@ -50,7 +63,7 @@ class HubertKMeansTokenizer(UnitTokenizer):
 
     @classmethod
     def from_config(cls, units: UnitsConfig, **overrides) -> HubertKMeansTokenizer:
-        h = units.hubert
+        h = units.section("hubert")
         options = {"model": h.model or units.model, "layer": h.layer, "codebook": h.codebook or units.codebook,
                    "normalize": h.normalize, "vocoder": h.vocoder, "device": units.device, **overrides}
         return cls(**options)

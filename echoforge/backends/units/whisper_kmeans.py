@@ -12,7 +12,8 @@ import numpy as np
 
 from echoforge.audio import resample
 from echoforge.backends.asr import WHISPER_RATE, encoder_states, load_whisper, model_identity
-from echoforge.backends.units.base import ASSETS, KMeansCodebook, UnitTokenizer, unit_tokenizers
+from echoforge.backends.units.base import ASSETS, KMeansCodebook, UnitTokenizer
+from echoforge.registry import unit_tokenizers
 from echoforge.schemas.records import Units
 
 DEFAULT_CODEBOOK = ASSETS / "whisper-tiny-en-k500.npy"

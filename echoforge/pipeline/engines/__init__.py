@@ -2,15 +2,28 @@
 
 from __future__ import annotations
 
-from echoforge.pipeline.engines.base import Engine, engines
-from echoforge.pipeline.engines import local as _local  # noqa: F401
+import importlib
+from typing import Any, Callable
+
+from echoforge.pipeline.engines.base import Engine
+from echoforge.pipeline.engines import local as _local  # noqa: F401  (registers "local")
+from echoforge.registry import engines
 
 
-def get_engine(name: str, **options) -> Engine:
-    if name == "ray":
-        from echoforge.pipeline.engines import ray as _ray  # noqa: F401
-    elif name == "beam":
-        from echoforge.pipeline.engines import beam as _beam  # noqa: F401
+def _on_demand(module: str, cls: str) -> Callable[..., Engine]:
+    """A factory that imports an engine's module (and its heavy framework) only when it is used."""
+
+    def create(**options: Any) -> Engine:
+        return getattr(importlib.import_module(module), cls)(**options)
+
+    return create
+
+
+engines.register("ray")(_on_demand("echoforge.pipeline.engines.ray", "RayEngine"))
+engines.register("beam")(_on_demand("echoforge.pipeline.engines.beam", "BeamEngine"))
+
+
+def get_engine(name: str, **options: Any) -> Engine:
     return engines.create(name, **options)
 
 

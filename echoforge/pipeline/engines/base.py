@@ -9,7 +9,6 @@ from typing import Any, Iterator
 from echoforge.pipeline.job import Job
 from echoforge.pipeline.stages import run_stage
 from echoforge.pipeline.workunits import WorkUnit
-from echoforge.registry import Registry
 from echoforge.schemas.records import Reject
 from echoforge.transforms.base import Stage
 
@@ -19,18 +18,14 @@ class Engine:
 
     name = "base"
 
-    def __init__(self, workers: int = 1, **options: Any):
+    def __init__(self, workers: int = 1):
         self.workers = workers
-        self.options = options
 
     def run(self, job: Job, units: list[WorkUnit]) -> Iterator[dict[str, Any]]:
         raise NotImplementedError
 
     def close(self) -> None:
         """Release engine resources (also after an aborted run)."""
-
-
-engines: Registry[Engine] = Registry("engine")
 
 
 @dataclass

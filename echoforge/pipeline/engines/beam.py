@@ -22,7 +22,7 @@ from typing import Any
 import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from echoforge.pipeline.engines.base import Engine, UnitState, advance, commit_state, engines, read_state
+from echoforge.pipeline.engines.base import Engine, UnitState, advance, commit_state, read_state
 from echoforge.pipeline.job import Job
 from echoforge.pipeline.stages import build_stages
 from echoforge.pipeline.workunits import WorkUnit
@@ -92,16 +92,14 @@ def build_pipeline(p: beam.Pipeline, job: Job, units: list[WorkUnit], accelerato
     _ = states | "Commit" >> beam.ParDo(CommitUnit(job))
 
 
-@engines.register("beam")
 class BeamEngine(Engine):
     """Options: ``pipeline_args``, a list of Beam pipeline options; ``accelerator``, the
     resource hint given to stages that declare GPUs."""
 
     name = "beam"
 
-    def __init__(self, workers: int = 1, pipeline_args: list[str] | None = None, accelerator: str | None = None,
-                 **options: Any):
-        super().__init__(workers, **options)
+    def __init__(self, workers: int = 1, pipeline_args: list[str] | None = None, accelerator: str | None = None):
+        super().__init__(workers)
         self.pipeline_args = list(pipeline_args or [])
         self.accelerator = accelerator
 

@@ -22,7 +22,8 @@ from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wai
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any, Iterator
 
-from echoforge.pipeline.engines.base import Engine, engines
+from echoforge.pipeline.engines.base import Engine
+from echoforge.registry import engines
 from echoforge.pipeline.job import Job
 from echoforge.pipeline.workunits import WorkUnit
 
@@ -64,8 +65,8 @@ def _cuda_devices() -> list[str]:
 class LocalEngine(Engine):
     name = "local"
 
-    def __init__(self, workers: int = 1, **options: Any):
-        super().__init__(workers, **options)
+    def __init__(self, workers: int = 1):
+        super().__init__(workers)
         self._pool: ProcessPoolExecutor | None = None
 
     def _start_pool(self, job: Job, workers: int) -> ProcessPoolExecutor:

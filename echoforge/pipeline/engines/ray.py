@@ -26,7 +26,7 @@ import pyarrow as pa
 import ray
 from ray.data import ActorPoolStrategy, DataContext
 
-from echoforge.pipeline.engines.base import Engine, UnitState, advance, commit_state, engines, read_state
+from echoforge.pipeline.engines.base import Engine, UnitState, advance, commit_state, read_state
 from echoforge.pipeline.job import Job
 from echoforge.pipeline.stages import build_stages
 from echoforge.pipeline.workunits import WorkUnit
@@ -98,7 +98,6 @@ def _segment_options(stages: list[Stage], scale: float, cpus: float, gpus: float
     return options
 
 
-@engines.register("ray")
 class RayEngine(Engine):
     """Options: ``address`` (join that cluster; otherwise a local instance starts, or the
     cluster in ``RAY_ADDRESS`` is joined, as under ``ray job submit``), ``num_cpus`` (local
@@ -107,8 +106,8 @@ class RayEngine(Engine):
     name = "ray"
 
     def __init__(self, workers: int = 1, address: str | None = None, num_cpus: int | None = None,
-                 runtime_env: dict[str, Any] | None = None, log_to_driver: bool = False, **options: Any):
-        super().__init__(workers, **options)
+                 runtime_env: dict[str, Any] | None = None, log_to_driver: bool = False):
+        super().__init__(workers)
         self.address = address
         self.num_cpus = num_cpus
         self.runtime_env = runtime_env
@@ -147,12 +146,9 @@ class RayEngine(Engine):
         for i, group in enumerate(groups):
             ds = ds.map_batches(_SegmentFn, fn_constructor_args=(job, group, attempts, i == 0, i == len(groups) - 1),
                                 batch_format="pyarrow", **_segment_options(group, scale, cpus, gpus))
-        received = 0
         for batch in ds.iter_batches(batch_format="pyarrow", batch_size=None):
             for blob in batch.column("entry").to_pylist():
-                received += len(blob)
                 yield pickle.loads(blob)
-        self.bytes_received = received
 
     def close(self) -> None:
         if self._started and ray.is_initialized():
