@@ -333,9 +333,10 @@ class BuildConfig(Section):
         return _without_execution_keys(data)
 
 
-# Keys that say how rows are computed, never what they hold, at any depth of the config
-# (``units.device`` as ``synthesis.piper.device`` and ``gate.whisper.device``).
-EXECUTION_ONLY = ("batch_size", "device")
+# Keys that say how rows are computed, never what they hold, at any depth of the config. A
+# device is not one of them: CUDA kernels round differently from CPU ones, and Whisper's default
+# compute type follows the device, so rows made on a GPU differ from rows made on a CPU.
+EXECUTION_ONLY = ("batch_size",)
 
 
 def _without_execution_keys(data: Any) -> Any:

@@ -59,9 +59,11 @@ def test_tts_backend_sections_make_rows():
     assert rows["synthesis"]["coqui"]["language"] == "en"
 
 
-def test_devices_at_any_depth_do_not_change_the_rows():
+def test_devices_count_at_every_depth_and_batch_sizes_at_none():
     base = BuildConfig()
     for sections in ({"synthesis": {"piper": {"device": "cuda"}}}, {"gate": {"whisper": {"device": "cuda"}}},
                      {"units": {"device": "cuda"}}, {"align": {"device": "cuda"}}):
+        assert base.with_overrides(**sections).row_settings() != base.row_settings(), sections
+    for sections in ({"synthesis": {"batch_size": 2}}, {"gate": {"batch_size": 2}}, {"units": {"batch_size": 2}},
+                     {"align": {"batch_size": 2}}):
         assert base.with_overrides(**sections).row_settings() == base.row_settings(), sections
-    assert base.with_overrides(gate={"whisper": {"beam_size": 5}}).row_settings() != base.row_settings()
