@@ -178,9 +178,9 @@ class CoquiBackend(TTSBackend):
                  threads: int = 1):
         super().__init__(voices)
         self.config = config or CoquiConfig()
-        self.batch_size = batch_size if config.batched else 1
+        self.batch_size = batch_size if self.config.batched else 1
         self.threads = threads
-        self.device = config.device
+        self.device = self.config.device
         self._voices: dict[str, _Voice] = {}
 
     @classmethod
