@@ -225,14 +225,53 @@ def test_killed_build_on_s3_resumes_without_recomputing(engine, build_args, loca
     assert not folder.exists("_echoforge/lease.json")
 
 
-def test_ray_runs_stages_of_one_kind_of_worker_in_one_operator():
-    """On a CPU cluster the whole chain is one operator (no unit crosses the object store
-    between stages); with GPUs it splits where a stage wants a GPU."""
-    from echoforge.config import parse_config
-    from echoforge.pipeline.engines.ray import segments
-    from echoforge.pipeline.stages import build_stages
+def test_stages_of_one_kind_of_worker_run_in_one_step():
+    """On CPU workers the whole chain is one Ray operator and one Beam step (no unit crosses
+    the object store or a shuffle between stages); with GPUs it splits where a stage wants one."""
+    import apache_beam as beam
 
-    stages = build_stages(parse_config({"units": {"device": "cuda"}}))
-    assert [[s.name for s in g] for g in segments(stages, gpus=0)] == [[s.name for s in stages]]
-    assert [[s.name for s in g] for g in segments(stages, gpus=1)] == [
+    from echoforge.config import parse_config
+    from echoforge.pipeline.engines.base import segments
+    from echoforge.pipeline.engines.beam import build_pipeline
+    from echoforge.pipeline.job import Job
+    from echoforge.pipeline.stages import build_stages
+    from echoforge.pipeline.workunits import plan_work_units
+
+    config = parse_config({"units": {"device": "cuda"}})
+    stages = build_stages(config)
+    assert [[s.name for s in g] for g in segments(stages, gpus=False)] == [[s.name for s in stages]]
+    assert [[s.name for s in g] for g in segments(stages, gpus=True)] == [
         ["ingest", "speakable", "synthesize"], ["tokenize"], ["align", "gate"]]
+
+    from conftest import SHAREGPT
+
+    plan = plan_work_units([str(SHAREGPT)], 2, 4)
+    job = Job(config, plan, layout=None)
+    for accelerator, steps in ((None, 1), ("type:nvidia-l4;count:1", 3)):
+        p = beam.Pipeline()
+        build_pipeline(p, job, list(plan.units), accelerator)
+        labels = [t.full_label for t in p.transforms_stack[0].parts]
+        shuffles = [label for label in labels if "Reshuffle" in label or label.endswith("Spread")]
+        assert len([label for label in labels if label.endswith("/Run")]) == steps, labels
+        assert len(shuffles) == steps, labels  # one to spread the units, one per change of worker kind
+
+
+def test_beam_reports_units_while_the_pipeline_runs(tmp_path, cache_env):
+    """Commit entries reach the launcher as workers write their markers, not after the whole
+    pipeline: the progress bar and the failure ratio are live on Beam too."""
+    from echoforge.config import parse_config
+    from echoforge.pipeline.build import build
+
+    from conftest import FAST_CONFIG, SHAREGPT
+
+    seen: list[tuple[float, int]] = []
+
+    def progress(entry, done, total):
+        if entry is not None:
+            seen.append((time.monotonic(), done))
+
+    config = parse_config({**FAST_CONFIG, "run": {"work_unit_rows": 1, "workers": 1}, "gate": {"asr": "none"}})
+    build([str(SHAREGPT)], tmp_path / "out", config, limit=4, engine="beam", on_progress=progress)
+    finished = time.monotonic()
+    assert [d for _, d in seen] == [1, 2, 3, 4]
+    assert finished - seen[0][0] > 2.0, "the first unit was reported only when the pipeline ended"

@@ -70,3 +70,15 @@ def commit_state(job: Job, state: UnitState) -> dict[str, Any]:
         return job.quarantine(state.unit, state.failure, state.attempts)
     return job.commit(state.unit, state.records, state.rejected, state.seconds)
 
+
+def segments(stages: list[Stage], gpus: bool) -> list[list[Stage]]:
+    """Consecutive stages that want the same kind of worker (GPU workers only where ``gpus``):
+    what an engine runs as one step, with no unit crossing between workers inside it."""
+    groups: list[tuple[bool, list[Stage]]] = []
+    for stage in stages:
+        on_gpu = gpus and stage.resources.num_gpus > 0
+        if groups and groups[-1][0] == on_gpu:
+            groups[-1][1].append(stage)
+        else:
+            groups.append((on_gpu, [stage]))
+    return [group for _, group in groups]

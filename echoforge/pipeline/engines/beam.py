@@ -1,12 +1,17 @@
-"""Beam engine: the stages as DoFns over whole work units; workers commit their own units.
+"""Beam engine: the stages as one DoFn per kind of worker; workers read, compute and commit.
 
-Work-unit indices -> ``Reshuffle`` (spread over workers) -> a DoFn that reads each unit's
-input rows -> for each stage a DoFn that loads the stage's models in ``setup()`` and runs
-the stage over the unit's records in its batch size (a ``Reshuffle`` between stages lets a
-runner give each stage its own workers and resource hints: GPUs for stages that declare
-them) -> a DoFn that commits the unit from the worker it runs on, through
-:meth:`Job.commit`, and emits only the commit entry. No step sees more than one unit's rows,
-and nothing but commit markers comes back to the launching process.
+Work-unit indices -> ``Reshuffle`` (spread over workers) -> one step per run of stages that
+want the same kind of worker, like Ray's operators: on CPU workers the whole chain (read,
+every stage, commit) is one DoFn and no unit's audio crosses a shuffle; with an
+``accelerator`` and stages that declare GPUs, the chain splits where the kind of worker
+changes, a ``Reshuffle`` between steps lets the runner place each on its own workers, and
+the GPU steps carry the accelerator resource hint. Each step, as RunInference's model handler
+does, loads its stages' models once per worker process and shares them across the DoFn
+instances of that process (``apache_beam.utils.shared``; Dataflow runs several threads per
+process). The last step commits each unit from the worker it runs on, through
+:meth:`Job.commit`; nothing but commit markers comes back to the launching process, which
+reads them from the output folder while the pipeline runs, so progress and the failure ratio
+are live on every runner.
 
 ``pipeline_args`` are Beam pipeline options (``--runner=DataflowRunner``, ``--project=...``).
 Without ``--runner`` the pipeline runs in this process on Beam's direct-runner engine (the
@@ -16,53 +21,50 @@ to download and start the Prism runner binary, which fails offline.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from typing import Any
 
 import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions
+from apache_beam.utils import shared
 
-from echoforge.pipeline.engines.base import Engine, UnitState, advance, commit_state, read_state
+from echoforge.pipeline.engines.base import Engine, UnitState, advance, commit_state, read_state, segments
 from echoforge.pipeline.job import Job
 from echoforge.pipeline.stages import build_stages
 from echoforge.pipeline.workunits import WorkUnit
 from echoforge.transforms.base import Stage
 
 DEFAULT_RUNNER = "FnApiRunner"
+POLL_S = 2.0  # how often the launcher looks for new unit markers
 
 
-class ReadUnit(beam.DoFn):
-    """A work-unit index in, that unit's state (its input rows) out."""
+class _Loaded:
+    """The set-up stages of one step, held once per worker process."""
 
-    def __init__(self, job: Job):
-        self.job = job
+    def __init__(self, stages: list[Stage]):
+        for stage in stages:
+            stage.ensure_setup()
+        self.stages = stages
 
-    def process(self, index: int) -> Iterator[UnitState]:
-        yield read_state(self.job, self.job.plan.units[index])
 
+class StepDoFn(beam.DoFn):
+    """Consecutive stages over one work unit at a time (each in its own batch size); the first
+    step reads its units' rows, the last commits them and emits only commit entries."""
 
-class StageDoFn(beam.DoFn):
-    """One stage over one work unit at a time (in the stage's batch size)."""
-
-    def __init__(self, stage: Stage, attempts: int):
-        self.stage = stage
-        self.attempts = attempts
+    def __init__(self, job: Job, stages: list[Stage], handle: shared.Shared, first: bool, last: bool):
+        self.job, self.stages, self.handle, self.first, self.last = job, stages, handle, first, last
+        self.attempts = job.config.run.unit_attempts
+        self._loaded: _Loaded | None = None
 
     def setup(self) -> None:
-        self.stage.ensure_setup()
+        self._loaded = self.handle.acquire(lambda: _Loaded(self.stages))
 
-    def process(self, state: UnitState) -> Iterator[UnitState]:
-        yield advance(self.stage, state, self.attempts)
-
-
-class CommitUnit(beam.DoFn):
-    """Commit one work unit on this worker; emit its commit entry."""
-
-    def __init__(self, job: Job):
-        self.job = job
-
-    def process(self, state: UnitState) -> Iterator[dict[str, Any]]:
-        yield commit_state(self.job, state)
+    def process(self, item: Any) -> Iterator[Any]:  # a unit index (first step) or a UnitState
+        state = read_state(self.job, self.job.plan.units[item]) if self.first else item
+        for stage in self._loaded.stages:
+            state = advance(stage, state, self.attempts)
+        yield commit_state(self.job, state) if self.last else state
 
 
 def pipeline_options(pipeline_args: list[str] | None, workers: int = 1) -> PipelineOptions:
@@ -78,23 +80,23 @@ def pipeline_options(pipeline_args: list[str] | None, workers: int = 1) -> Pipel
 
 
 def build_pipeline(p: beam.Pipeline, job: Job, units: list[WorkUnit], accelerator: str | None = None) -> None:
-    """Add the job's transforms for ``units`` to pipeline ``p``; stages that declare GPUs get
-    the ``accelerator`` resource hint (e.g. ``type:nvidia-l4;count:1;install-nvidia-driver``)."""
-    attempts = job.config.run.unit_attempts
-    states = (p | "Units" >> beam.Create([u.index for u in units])
-              | "Spread" >> beam.Reshuffle()
-              | "Read" >> beam.ParDo(ReadUnit(job)))
-    for stage in build_stages(job.config):
-        step = beam.ParDo(StageDoFn(stage, attempts))
-        if accelerator and stage.resources.num_gpus > 0:
+    """Add the job's transforms for ``units`` to pipeline ``p``: one step per run of stages on
+    one kind of worker; steps of stages that declare GPUs get the ``accelerator`` resource hint
+    (e.g. ``type:nvidia-l4;count:1;install-nvidia-driver``)."""
+    steps = segments(build_stages(job.config), gpus=bool(accelerator))
+    items = p | "Units" >> beam.Create([u.index for u in units])
+    for i, stages in enumerate(steps):
+        name = "+".join(s.name for s in stages)
+        fn = StepDoFn(job, stages, shared.Shared(), first=i == 0, last=i == len(steps) - 1)
+        step = beam.ParDo(fn)
+        if accelerator and any(s.resources.num_gpus > 0 for s in stages):
             step = step.with_resource_hints(accelerator=accelerator)
-        states = states | f"{stage.name}/Spread" >> beam.Reshuffle() | f"{stage.name}/Process" >> step
-    _ = states | "Commit" >> beam.ParDo(CommitUnit(job))
+        items = items | f"{name}/Spread" >> beam.Reshuffle() | f"{name}/Run" >> step
 
 
 class BeamEngine(Engine):
     """Options: ``pipeline_args``, a list of Beam pipeline options; ``accelerator``, the
-    resource hint given to stages that declare GPUs."""
+    resource hint given to steps whose stages declare GPUs."""
 
     name = "beam"
 
@@ -108,10 +110,47 @@ class BeamEngine(Engine):
             return
         p = beam.Pipeline(options=pipeline_options(self.pipeline_args, self.workers))
         build_pipeline(p, job, units, self.accelerator)
-        state = p.run().wait_until_finish()
-        if state != beam.runners.runner.PipelineState.DONE:
-            raise RuntimeError(f"the Beam pipeline ended in state {state}")
+        outcome: dict[str, Any] = {}
+
+        def run_pipeline() -> None:
+            try:
+                outcome["state"] = p.run().wait_until_finish()
+            except BaseException as exc:  # noqa: BLE001 - handed to the launcher's thread
+                outcome["error"] = exc
+
+        pending = {u.index for u in units}
+        stale = dict(self._markers(job, pending))  # markers a resumed build recomputes
+        runner = threading.Thread(target=run_pipeline, name="beam-pipeline", daemon=True)
+        runner.start()
+        while pending:
+            finished = not runner.is_alive()
+            for unit, entry in self._markers(job, pending):
+                if entry != stale.get(unit):
+                    pending.discard(unit)
+                    yield entry
+            if finished:
+                break
+            runner.join(POLL_S)
+        runner.join()  # every unit is committed; the runner still winds its workers down
+        if "error" in outcome:
+            raise outcome["error"]
+        if outcome.get("state") != beam.runners.runner.PipelineState.DONE:
+            raise RuntimeError(f"the Beam pipeline ended in state {outcome.get('state')}")
+        if pending:
+            raise RuntimeError(f"the Beam pipeline finished without committing {len(pending)} work units")
+
+    @staticmethod
+    def _markers(job: Job, units: set[int]) -> list[tuple[int, dict[str, Any]]]:
+        """(unit, commit entry) of every unit among ``units`` whose marker is in the output folder."""
         folder = job.layout.folder
-        folder.refresh()  # the markers were written by the runner's worker processes
-        for u in units:
-            yield folder.read_json(job.layout.marker(u.index))
+        folder.refresh()  # the markers are written by other processes
+        found = []
+        for group in sorted({job.layout.marker_dir(u) for u in units}):
+            for rel in folder.list(group):
+                unit = int(rel.rsplit("/", 1)[-1].removesuffix(".json")) if rel.endswith(".json") else -1
+                if unit in units:
+                    try:
+                        found.append((unit, folder.read_json(rel)))
+                    except FileNotFoundError:  # replaced between the listing and the read
+                        continue
+        return found

@@ -26,7 +26,7 @@ import pyarrow as pa
 import ray
 from ray.data import ActorPoolStrategy, DataContext
 
-from echoforge.pipeline.engines.base import Engine, UnitState, advance, commit_state, read_state
+from echoforge.pipeline.engines.base import Engine, UnitState, advance, commit_state, read_state, segments
 from echoforge.pipeline.job import Job
 from echoforge.pipeline.stages import build_stages
 from echoforge.pipeline.workunits import WorkUnit
@@ -66,18 +66,6 @@ class _SegmentFn:
         entries = [commit_state(self.job, s) for s in states]
         return pa.Table.from_pydict({"unit": [e["unit"] for e in entries],
                                      "entry": [pickle.dumps(e) for e in entries]}, schema=ENTRY)
-
-
-def segments(stages: list[Stage], gpus: float) -> list[list[Stage]]:
-    """Consecutive stages that want the same kind of worker (GPU where the cluster has GPUs)."""
-    groups: list[tuple[bool, list[Stage]]] = []
-    for stage in stages:
-        on_gpu = gpus > 0 and stage.resources.num_gpus > 0
-        if groups and groups[-1][0] == on_gpu:
-            groups[-1][1].append(stage)
-        else:
-            groups.append((on_gpu, [stage]))
-    return [group for _, group in groups]
 
 
 def _segment_options(stages: list[Stage], scale: float, cpus: float, gpus: float) -> dict[str, Any]:
@@ -136,7 +124,7 @@ class RayEngine(Engine):
         attempts = job.config.run.unit_attempts
         cluster = ray.cluster_resources()
         cpus, gpus = float(cluster.get("CPU", 1.0)), float(cluster.get("GPU", 0.0))
-        groups = segments(stages, gpus)
+        groups = segments(stages, gpus > 0)
         # One actor per segment must fit at once, or the pipeline would stall on a small
         # cluster: scale CPU requests down when they do not.
         wanted = sum(max(s.resources.num_cpus for s in group) for group in groups)
