@@ -94,10 +94,11 @@ def encode_audio(cell: dict[str, Any], fmt: str, rate: int | None = None) -> tup
 
 
 class TarSink:
-    """A tar archive streamed into an output object (``.tar.gz`` compressed when asked)."""
+    """A tar archive streamed into a binary stream; members have fixed metadata, so equal rows
+    make equal bytes."""
 
-    def __init__(self, stream: IO[bytes], gzip: bool = False):
-        self._tar = tarfile.open(fileobj=stream, mode="w|gz" if gzip else "w|", format=tarfile.PAX_FORMAT)
+    def __init__(self, stream: IO[bytes]):
+        self._tar = tarfile.open(fileobj=stream, mode="w|", format=tarfile.PAX_FORMAT)
 
     def add(self, name: str, data: bytes) -> None:
         info = tarfile.TarInfo(name)
@@ -111,9 +112,14 @@ class TarSink:
 
 @contextlib.contextmanager
 def tar_sink(out: DataFolder, rel: str, gzip: bool = False) -> Iterator[TarSink]:
-    """A :class:`TarSink` whose archive appears at ``rel`` whole when the block ends."""
-    with out.open_atomic(rel) as stream:
-        sink = TarSink(stream, gzip)
+    """A :class:`TarSink` whose archive (gzip-compressed, with no timestamp, when asked)
+    appears at ``rel`` whole when the block ends."""
+    with out.open_atomic(rel) as stream, contextlib.ExitStack() as stack:
+        if gzip:
+            import gzip as gz
+
+            stream = stack.enter_context(gz.GzipFile(fileobj=stream, mode="wb", mtime=0, filename=""))
+        sink = TarSink(stream)
         yield sink
         sink.close()
 
