@@ -198,3 +198,27 @@ def test_parquet_shards_stream_with_datasets_and_duckdb(corpus, where, request):
             assert (s["question_spoken"], s["answer_spoken"]) == (r["question_spoken"], r["answer_spoken"])
             assert s["question_duration_s"] == pytest.approx(r["question_duration_s"])
         assert loader["query"](location, split, filesystem=filesystem) == _parquet_rows(rows, split)
+
+
+def test_tar_and_shar_exports_to_s3_match_the_local_ones(corpus, tmp_path, s3_server, s3_env):
+    from lhotse import CutSet
+
+    root, rows = corpus
+    fs = s3_server.filesystem()
+    for fmt, stages in (("webdataset", None), ("lhotse-shar", ["answer"])):
+        local, url = tmp_path / fmt, s3_server.url(fmt)
+        export_build(str(root), fmt, str(local), stages=stages, shard_size=3)
+        report = export_build(str(root), fmt, url, stages=stages, shard_size=3)
+        files = sorted(str(p.relative_to(local)) for p in local.rglob("*") if p.is_file() and p.name != "export.json")
+        remote = url.removeprefix("s3://")
+        assert sorted(p.removeprefix(remote + "/") for p in fs.find(remote) if not p.endswith("export.json")) == files
+        if fmt == "webdataset":
+            for rel in files:
+                if rel.endswith(".tar"):
+                    assert fs.cat(f"{remote}/{rel}") == (local / rel).read_bytes()
+        else:
+            fs.get(remote + "/", str(tmp_path / "from-s3") + "/", recursive=True)
+            cuts = CutSet.from_shar(in_dir=str(tmp_path / "from-s3" / "answer" / "train"))
+            assert [c.id for c in cuts] == [r["id"] for r in _by_split(rows, "train")]
+        again = export_build(str(root), fmt, url, stages=stages, shard_size=3)
+        assert again["shards_written"] == 0 and again["shards_skipped"] == report["shards_written"]

@@ -22,7 +22,7 @@ from typing import Any, Callable, Iterator
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from echoforge.commands.exporters import AUDIO_FORMATS, ExportOptions, Exporter, exporters  # noqa: F401
+from echoforge.commands.exporters import ExportOptions, Exporter, exporters  # noqa: F401  (the API of export)
 from echoforge.errors import ConfigError, EchoforgeError
 from echoforge.pipeline.layout import INTERNAL
 from echoforge.pipeline.output import load_manifest
@@ -57,7 +57,7 @@ class _Plan:
     """Which shards of which stages are finished in ``out`` (marker there, and every file it lists)."""
 
     def __init__(self, out: DataFolder, stages: list[str]):
-        self.out, self.stages = out, stages
+        self.stages = stages
         listing = out.list()
         self.done: set[tuple[str, str, int]] = set()
         for rel in listing:

@@ -25,9 +25,6 @@ from echoforge.audio import decode_audio, resample, to_pcm16
 from echoforge.registry import Registry
 from echoforge.storage import DataFolder
 
-AUDIO_FORMATS = ("wav", "flac")
-
-
 class ExportOptions(BaseModel):
     """Settings an export is made with; ``shard_size`` fixes which rows make each shard."""
 
