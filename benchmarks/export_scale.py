@@ -5,8 +5,8 @@ files follow the shard size rather than the build's work units?
 
 Writes a synthetic build of ``--rows`` rows straight through the schema module (small payloads:
 0.2 s of question and answer audio, 10 unit frames, two aligned words per row), with one
-Parquet row group per work unit of 16 rows (the layout a real build has), 90 % train and 10 %
-validation. Each export runs in a fresh process; the table gives its wall time, peak RSS and
+Parquet row group per work unit of 16 rows and 143 work units per Parquet file (the layout a
+real build's default shard plan makes), 90 % train and 10 % validation. Each export runs in a fresh process; the table gives its wall time, peak RSS and
 the files it wrote (markers and export.json not counted) in two kinds: shard files (JSONL
 parts, tars, manifests) and the one audio file per row of the formats that point at loose files
 (``echox``), next to the build's work units. ``nemo`` runs with ``tarred``.
@@ -33,6 +33,7 @@ from echoforge.audio import encode_flac  # noqa: E402
 from echoforge.schemas.columns import QUESTION_SAMPLE_RATE, ROW_FEATURES, row_schema  # noqa: E402
 
 UNIT_ROWS = 16
+UNITS_PER_SHARD = 143  # the default shard plan's units per Parquet file (500 MB shards at real payloads)
 MEASURE = """
 import resource, sys, time
 from echoforge.commands.export import export_build
@@ -70,19 +71,23 @@ def synthetic_row(i: int, split: str, rng: np.random.Generator) -> dict:
 
 
 def synthetic_build(root: Path, rows: int) -> int:
-    """Write a build of ``rows`` rows; returns its work units."""
+    """Write a build of ``rows`` rows (one row group per work unit, ``UNITS_PER_SHARD`` work units
+    per Parquet file, as a real build's shard plan makes them); returns its work units."""
     rng = np.random.default_rng(0)
     (root / "data").mkdir(parents=True)
     counts = {"train": rows - rows // 10, "validation": rows // 10}
     shards, units = [], 0
     for split, count in counts.items():
-        path = f"data/{split}-00000-of-00001.parquet"
-        with pq.ParquetWriter(root / path, row_schema()) as writer:
-            for start in range(0, count, UNIT_ROWS):
-                batch = [synthetic_row(i, split, rng) for i in range(start, min(count, start + UNIT_ROWS))]
-                writer.write_table(pa.Table.from_pylist(batch, schema=row_schema()))
-                units += 1
-        shards.append({"split": split, "shard": 0, "path": path, "rows": count, "sha256": split})
+        per_file = UNIT_ROWS * UNITS_PER_SHARD
+        for n, first in enumerate(range(0, count, per_file)):
+            last = min(count, first + per_file)
+            path = f"data/{split}-{n:05d}.parquet"
+            with pq.ParquetWriter(root / path, row_schema()) as writer:
+                for start in range(first, last, UNIT_ROWS):
+                    batch = [synthetic_row(i, split, rng) for i in range(start, min(last, start + UNIT_ROWS))]
+                    writer.write_table(pa.Table.from_pylist(batch, schema=row_schema()))
+                    units += 1
+            shards.append({"split": split, "shard": n, "path": path, "rows": last - first, "sha256": path})
     manifest = {"format": "parquet", "shards": shards, "rows": rows, "features": ROW_FEATURES.to_dict(),
                 "config": {"synthesis": {"keep_answer_audio": True}}, "models": {}, "num_units": units}
     (root / "manifest.json").write_text(json.dumps(manifest))

@@ -25,15 +25,16 @@ from echoforge.audio import decode_audio, resample, to_pcm16
 from echoforge.registry import Registry
 from echoforge.storage import DataFolder
 
+
 class ExportOptions(BaseModel):
     """Settings an export is made with; ``shard_size`` fixes which rows make each shard."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    shard_size: PositiveInt = 1000
-    audio_format: Literal["wav", "flac"] = "wav"
-    absolute_paths: bool = False
-    tarred: bool = False
+    shard_size: PositiveInt = 1000  #: rows per shard of each split
+    audio_format: Literal["wav", "flac"] = "wav"  #: loose audio files (echox, nemo)
+    absolute_paths: bool = False  #: lines point at audio by full path or URL (echox, nemo)
+    tarred: bool = False  #: nemo: audio in audio_<n>.tar shards
 
 
 class Exporter:
