@@ -1,7 +1,7 @@
 """Every export format read back by its own trainer's reader, row for row against the build:
 Lhotse Shar (`CutSet.from_shar`), WebDataset, NeMo manifests (plain and tarred), the
 EchoX-Dialogues layout, and the build's Parquet shards through `datasets` streaming and DuckDB
-(local and on a real S3 server). The loaders are the snippets of the docs, run as written."""
+(local and on a real S3 server) and `pyarrow.dataset`. The loaders are the snippets of the docs, run as written."""
 
 from __future__ import annotations
 
@@ -198,6 +198,12 @@ def test_parquet_shards_stream_with_datasets_and_duckdb(corpus, where, request):
             assert (s["question_spoken"], s["answer_spoken"]) == (r["question_spoken"], r["answer_spoken"])
             assert s["question_duration_s"] == pytest.approx(r["question_duration_s"])
         assert loader["query"](location, split, filesystem=filesystem) == _parquet_rows(rows, split)
+    if where == "local":
+        import pyarrow.dataset as ds
+
+        table = ds.dataset(f"{root}/data", format="parquet").to_table(columns=["id", "answer_spoken"])
+        assert sorted(zip(table["id"].to_pylist(), table["answer_spoken"].to_pylist())) == \
+            sorted((r["id"], r["answer_spoken"]) for r in rows)
 
 
 def test_tar_and_shar_exports_to_s3_match_the_local_ones(corpus, tmp_path, s3_server, s3_env):

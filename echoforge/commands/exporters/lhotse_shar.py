@@ -43,7 +43,7 @@ def _cut(row: dict[str, Any], stage: str):
                       units_frame_rate=row["units_frame_rate"], units_dedup=row["answer_units_dedup"])
     supervision = SupervisionSegment(id=row["id"], recording_id=row["id"], start=0.0, duration=recording.duration,
                                      channel=0, text=row[text_column], speaker=row[speaker_column],
-                                     language="en", alignment=alignment)
+                                     alignment=alignment)
     cut = MonoCut(id=row["id"], start=0.0, duration=recording.duration, channel=0, recording=recording,
                   supervisions=[supervision], custom=custom)
     if stage == "answer" and row["answer_units"] is not None:
