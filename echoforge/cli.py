@@ -342,23 +342,27 @@ def fit_unit_lm(directory, output, vocab_size, model_type, split, limit):
 
 @main.command()
 @click.argument("directory")
-@click.option("--to", "to", default="echox", show_default=True, help="Trainer format (registered exporter).")
+@click.option("--to", "to", default="echox", show_default=True,
+              help="Trainer format: echox, echox-dialogues, lhotse-shar, nemo, webdataset.")
 @click.option("--output", "-o", required=True, help="Output directory or URL (any fsspec filesystem).")
 @click.option("--stage", "stages", help="Comma-separated stages to write (default: all of the format's).")
+@click.option("--shard-size", type=click.IntRange(min=1), default=1000, show_default=True,
+              help="Rows per shard of each split (fixes the files written; keep it on a rerun).")
 @click.option("--audio-format", type=click.Choice(["wav", "flac"]), default="wav", show_default=True)
 @click.option("--absolute-paths", is_flag=True, help="Audio paths in the lines are absolute (default: relative to OUTPUT).")
+@click.option("--tarred", is_flag=True, help="nemo: audio in audio_<n>.tar shards (NeMo's tarred datasets).")
 @user_errors
-def export(directory, to, output, stages, audio_format, absolute_paths):
-    """Write a finished build in a trainer's format; a rerun skips finished parts."""
+def export(directory, to, output, stages, shard_size, audio_format, absolute_paths, tarred):
+    """Write a finished build in a trainer's format; a rerun skips finished shards."""
     from echoforge.commands.export import export_build
 
-    with ProgressBar("export") as bar:
-        report = export_build(directory, to, output, stages=stages.split(",") if stages else None,
-                              audio_format=audio_format, absolute_paths=absolute_paths,
-                              progress=lambda done, total: bar({}, done, total))
+    bars = _phase_bars()
+    report = export_build(directory, to, output, stages=stages.split(",") if stages else None,
+                          shard_size=shard_size, audio_format=audio_format, absolute_paths=absolute_paths,
+                          tarred=tarred, progress=lambda done, total: bars("export", done, total))
     rows = ", ".join(f"{k} {v}" for k, v in report["rows"].items())
     click.echo(f"exported {directory} to {output} ({to}): rows per stage: {rows}; "
-               f"{report['parts_written']} parts written, {report['parts_skipped']} already there")
+               f"{report['shards_written']} shards written, {report['shards_skipped']} already there")
 
 
 @main.command()

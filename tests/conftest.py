@@ -148,3 +148,21 @@ def refused_rows(refused: int, good: int = 0) -> bytes:
     rows = [{"question": f"What is {i} plus {i}?", "answer": f"{i} plus {i} is {2 * i}."} for i in range(1, good + 1)]
     rows += [{"prompt": f"Name a colour number {i}.", "response": "Blue."} for i in range(refused)]
     return b"".join((json.dumps(r) + "\n").encode() for r in rows)
+
+
+@pytest.fixture(scope="session")
+def export_corpus(tmp_path_factory, cache_env):
+    """One small real build (gate with its ASR, clause echo segments, both splits, work units of
+    2 rows) that every export test reads, and its kept rows in build order with their split."""
+    from echoforge.config import parse_config
+    from echoforge.pipeline.build import build
+    from echoforge.pipeline.output import iter_shards
+
+    out = tmp_path_factory.mktemp("export-corpus") / "build"
+    config = {"run": {"work_unit_rows": 2, "workers": 1}, "output": {"validation_fraction": 0.3},
+              "segments": {"boundary": "clause", "min_tokens": 6, "max_tokens": 24}}
+    build([str(SHAREGPT)], out, parse_config(config), limit=4)
+    rows = []
+    for shard, table in iter_shards(out):
+        rows += [{**r, "split": shard["split"]} for r in table.to_pylist()]
+    return out, rows
