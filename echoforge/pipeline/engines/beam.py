@@ -29,7 +29,7 @@ import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.utils import shared
 
-from echoforge.pipeline.engines.base import Engine, UnitState, advance, commit_state, read_state, segments
+from echoforge.pipeline.engines.base import Engine, advance, commit_state, read_state, segments
 from echoforge.pipeline.job import Job
 from echoforge.pipeline.stages import build_stages
 from echoforge.pipeline.workunits import WorkUnit
