@@ -25,6 +25,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from echoforge.audio import decode_audio
+from echoforge.commands.listen_stats import listen_html
 from echoforge.errors import EchoforgeError
 from echoforge.pipeline.output import iter_shards, load_manifest
 from echoforge.pipeline.output import iter_rejects, open_build_file
@@ -492,6 +493,7 @@ def render_report(root: str | Path, output: str | Path, *, rows: int = 8, seed: 
             fetched.update({r["id"]: r for r in fetch_rows(root, main.manifest["format"], shard, ids)})
             bar.update(1)
     sample_rows = [fetched[rid] for rid, _ in main.sample if rid in fetched]
+    listen_page, listen_plots = listen_html([root, compare] if compare else [root])
     title = f"echoforge report: {main.name}" + (f" vs {builds[1].name}" if compare else "")
     row_html = "".join(_row(r) for r in sample_rows) or "<p>No rows.</p>"
     compare_note = (f"<p>{_e(builds[1].name)} is overlaid in the plots; the sample rows and rejects are "
@@ -503,7 +505,7 @@ def render_report(root: str | Path, output: str | Path, *, rows: int = 8, seed: 
 <nav><a href="#summary">Summary</a><a href="#distributions">Distributions</a><a href="#rows">Sample rows</a>
 <a href="#rejects">Rejects</a></nav></header>
 <section id="summary"><h2>Summary</h2>{_summary(builds)}</section>
-<section id="distributions"><h2>Distributions</h2>{compare_note}{_plots(builds)}</section>
+<section id="distributions"><h2>Distributions</h2>{compare_note}{_plots(builds)}{listen_page}</section>
 <section id="rows"><h2>Sample rows</h2><p class="muted">{len(sample_rows)} rows drawn with seed {seed}
 from {main.manifest['rows']}.</p>{row_html}</section>
 <section id="rejects"><h2>Rejects</h2><p class="muted">Up to {rejects_per_reason} turns per reason, drawn with
@@ -515,5 +517,5 @@ seed {seed}.</p>{_rejects(rejects, main.manifest['rejects_by_reason'])}</section
     except OSError as exc:
         raise EchoforgeError(f"cannot write the report to {output}: {exc.strerror}") from None
     return {"output": str(output), "bytes": len(page.encode()), "rows": len(sample_rows),
-            "rejects": sum(len(v) for v in rejects.values()), "plots": list(PLOTS),
+            "rejects": sum(len(v) for v in rejects.values()), "plots": [*PLOTS, *listen_plots],
             "seconds": round(time.perf_counter() - t0, 2)}

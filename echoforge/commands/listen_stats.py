@@ -1,0 +1,309 @@
+"""Per-build figures of the listen stage's columns, for ``inspect`` and the HTML report.
+
+* DNSMOS: mean, min, p10 and p50 of each side's SIG/BAK/OVRL/P.808, and fixed-bin histograms.
+* User voices, from the question speaker embeddings: a seeded sample of at most ``SAMPLE``
+  embeddings of questions of at least ``MIN_SECONDS`` (the rows of smallest hash key, so the
+  same rows whatever the shard order; any question when fewer than two are that long) is
+  clustered (agglomerative, average linkage on cosine distance, merged while the similarity is
+  at least ``SAME_VOICE``); every row is then assigned to the closest cluster centre to count
+  rows and hours per voice. Similarity between voices is between cluster centres; within one
+  voice, between pairs of sampled clips of one cluster.
+* Assistant voice consistency: mean, min and p10 of ``answer_speaker_similarity``.
+
+Two streaming passes over a few columns keep memory flat on any corpus size.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import heapq
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from echoforge.pipeline.output import iter_shards, load_manifest
+from echoforge.schemas.columns import LISTEN_FEATURES
+
+#: Two clips whose embeddings are at least this similar count as one voice (see docs/columns.md).
+SAME_VOICE = 0.8
+SAMPLE = 2000
+#: Clips shorter than this are assigned to a voice but not clustered: under Resemblyzer's 1.6 s
+#: window a clip's embedding says more about its words than its speaker (docs/columns.md).
+MIN_SECONDS = 2.0
+DNSMOS_COLUMNS = [c for c in LISTEN_FEATURES if "_dnsmos_" in c]
+HIST_BINS = np.linspace(1.0, 5.0, 81)
+
+
+@dataclass
+class ListenStats:
+    """What the passes learn about one build."""
+
+    name: str
+    dnsmos: dict[str, np.ndarray] = field(default_factory=dict)  # column -> its values
+    embeddings: np.ndarray | None = None  # the sampled question embeddings (n, 256)
+    labels: np.ndarray | None = None  # voice of each sampled embedding
+    centres: np.ndarray | None = None  # (voices, 256) normalised cluster means
+    voice_rows: np.ndarray | None = None
+    voice_seconds: np.ndarray | None = None
+    declared: list[str] = field(default_factory=list)  # the most common question_speaker per voice
+    assistant_similarity: np.ndarray | None = None
+    assistant_similarity_long: np.ndarray | None = None  # of answers of MIN_SECONDS or more
+
+
+def _key(seed: int, row_id: str) -> int:
+    return int.from_bytes(hashlib.sha256(f"{seed}\0{row_id}".encode()).digest()[:8], "big")
+
+
+def _cluster(emb: np.ndarray, threshold: float) -> np.ndarray:
+    """Voice label per embedding, numbered by first appearance."""
+    if len(emb) < 2:
+        return np.zeros(len(emb), dtype=np.int64)
+    from sklearn.cluster import AgglomerativeClustering
+
+    raw = AgglomerativeClustering(n_clusters=None, metric="cosine", linkage="average",
+                                  distance_threshold=1.0 - threshold).fit_predict(emb)
+    order = {c: i for i, c in enumerate(dict.fromkeys(raw.tolist()))}
+    return np.array([order[c] for c in raw.tolist()], dtype=np.int64)
+
+
+def collect_listen(root: str | Path, *, seed: int = 0, sample: int = SAMPLE,
+                   threshold: float = SAME_VOICE) -> ListenStats | None:
+    """The listen figures of a build; None when it has no listen columns (built before them)."""
+    manifest = load_manifest(root)
+    features = manifest.get("features", {})
+    stats = ListenStats(str(root).rstrip("/").rsplit("/", 1)[-1] or str(root))
+    dnsmos_cols = [c for c in DNSMOS_COLUMNS if c in features]
+    speaker = "question_speaker_embedding" in features
+    if not dnsmos_cols and not speaker:
+        return None
+    cols = dnsmos_cols + (["id", "question_speaker_embedding", "question_duration_s", "answer_speaker_similarity",
+                           "answer_duration_s"] if speaker else [])
+    values: dict[str, list] = {c: [] for c in dnsmos_cols + ["answer_speaker_similarity"]}
+    long_answers: list[float] = []
+    heaps: tuple[list, list] = ([], [])  # (questions of MIN_SECONDS or more, any question)
+    for _, table in iter_shards(root, cols):
+        for c in values:
+            if c in table.column_names:
+                values[c].extend(v for v in table.column(c).to_pylist() if v is not None)
+        if not speaker:
+            continue
+        long_answers += [s for s, d in zip(table.column("answer_speaker_similarity").to_pylist(),
+                                           table.column("answer_duration_s").to_pylist())
+                         if s is not None and (d or 0.0) >= MIN_SECONDS]
+        for row_id, emb, secs in zip(table.column("id").to_pylist(), table.column("question_speaker_embedding").to_pylist(),
+                                     table.column("question_duration_s").to_pylist()):
+            if not emb:
+                continue
+            entry = (-_key(seed, row_id), row_id, emb)
+            for heap in heaps if (secs or 0.0) >= MIN_SECONDS else heaps[1:]:
+                if len(heap) < sample:
+                    heapq.heappush(heap, entry)
+                elif entry[:2] > heap[0][:2]:
+                    heapq.heapreplace(heap, entry)
+    stats.dnsmos = {c: np.asarray(values[c], dtype=np.float64) for c in dnsmos_cols}
+    if not speaker:
+        return stats
+    stats.assistant_similarity = np.asarray(values["answer_speaker_similarity"], dtype=np.float64)
+    stats.assistant_similarity_long = np.asarray(long_answers, dtype=np.float64)
+    heap = heaps[0] if len(heaps[0]) >= 2 else heaps[1]
+    if not heap:
+        return stats
+    stats.embeddings = np.asarray([e for _, _, e in sorted(heap, key=lambda e: (-e[0], e[1]))], dtype=np.float32)
+    stats.labels = _cluster(stats.embeddings, threshold)
+    centres = np.stack([stats.embeddings[stats.labels == k].mean(axis=0) for k in range(stats.labels.max() + 1)])
+    stats.centres = centres / np.maximum(np.linalg.norm(centres, axis=1, keepdims=True), 1e-12)
+    _assign(root, stats)
+    return stats
+
+
+def _assign(root: str | Path, stats: ListenStats) -> None:
+    """Second pass: every row's question to its closest voice (rows, seconds, declared speakers)."""
+    k = len(stats.centres)
+    stats.voice_rows, stats.voice_seconds = np.zeros(k, dtype=np.int64), np.zeros(k)
+    declared: list[dict[str, int]] = [{} for _ in range(k)]
+    for _, table in iter_shards(root, ["question_speaker_embedding", "question_duration_s", "question_speaker"]):
+        embs = table.column("question_speaker_embedding").to_pylist()
+        for emb, secs, who in zip(embs, table.column("question_duration_s").to_pylist(),
+                                  table.column("question_speaker").to_pylist()):
+            if not emb:
+                continue
+            v = int(np.argmax(stats.centres @ np.asarray(emb, dtype=np.float32)))
+            stats.voice_rows[v] += 1
+            stats.voice_seconds[v] += secs or 0.0
+            declared[v][who or "?"] = declared[v].get(who or "?", 0) + 1
+    stats.declared = [max(d.items(), key=lambda kv: (kv[1], kv[0]))[0] if d else "" for d in declared]
+
+
+def _summary(values: np.ndarray | None) -> dict[str, float] | None:
+    if values is None or not len(values):
+        return None
+    return {"n": int(len(values)), "mean": round(float(values.mean()), 4), "min": round(float(values.min()), 4),
+            "p10": round(float(np.quantile(values, 0.1)), 4), "p50": round(float(np.quantile(values, 0.5)), 4)}
+
+
+def pair_similarities(stats: ListenStats) -> tuple[np.ndarray, np.ndarray]:
+    """(similarities between voice centres, similarities between sampled clips of one voice)."""
+    if stats.centres is None:
+        return np.zeros(0), np.zeros(0)
+    upper = np.triu_indices(len(stats.centres), 1)
+    between = (stats.centres @ stats.centres.T)[upper]
+    sims = stats.embeddings @ stats.embeddings.T
+    i, j = np.triu_indices(len(stats.embeddings), 1)
+    same = stats.labels[i] == stats.labels[j]
+    return between.astype(np.float64), sims[i[same], j[same]].astype(np.float64)
+
+
+def listen_summary(stats: ListenStats | None) -> dict[str, Any] | None:
+    """The figures ``inspect`` prints (JSON-ready)."""
+    if stats is None:
+        return None
+    out: dict[str, Any] = {"dnsmos": {c: _summary(v) for c, v in stats.dnsmos.items()}}
+    if stats.assistant_similarity is not None:
+        out["answer_speaker_similarity"] = _summary(stats.assistant_similarity)
+        out[f"answer_speaker_similarity_{MIN_SECONDS:g}s"] = _summary(stats.assistant_similarity_long)
+    if stats.centres is not None:
+        between, within = pair_similarities(stats)
+        out["user_voices"] = {
+            "distinct": int(len(stats.centres)),
+            "same_voice_similarity": SAME_VOICE,
+            "sampled_clips": int(len(stats.embeddings)),
+            "declared_speakers": len({d for d in stats.declared if d}),
+            "voices": [{"voice": f"v{i + 1}", "rows": int(r), "hours": round(float(s) / 3600, 6), "declared": d}
+                       for i, (r, s, d) in enumerate(zip(stats.voice_rows, stats.voice_seconds, stats.declared))],
+            "similarity_between_voices": _summary(between),
+            "similarity_within_voice": _summary(within),
+        }
+    return out
+
+
+def listen_lines(summary: dict[str, Any] | None) -> list[str]:
+    """Lines of ``inspect`` for the listen figures (none for a build without them)."""
+    if not summary:
+        return []
+    lines = []
+    for col, q in summary["dnsmos"].items():
+        if q:
+            lines.append(f"{col}: mean {q['mean']} p10 {q['p10']} p50 {q['p50']} min {q['min']}")
+    a, long = summary.get("answer_speaker_similarity"), summary.get(f"answer_speaker_similarity_{MIN_SECONDS:g}s")
+    if a:
+        lines.append(f"assistant voice consistency (answer_speaker_similarity): mean {a['mean']} "
+                     f"p10 {a['p10']} min {a['min']}" + (f"; answers of {MIN_SECONDS:g} s or more: mean "
+                                                         f"{long['mean']} min {long['min']}" if long else ""))
+    u = summary.get("user_voices")
+    if u:
+        lines.append(f"user voices: {u['distinct']} distinct by speaker embedding (similarity >= "
+                     f"{u['same_voice_similarity']}; {u['sampled_clips']} questions clustered, "
+                     f"{u['declared_speakers']} declared speakers)")
+        lines.append("hours by user voice: " + ", ".join(
+            f"{v['voice']} ({v['declared']}) {v['hours']:.3f}" for v in u["voices"][:20])
+            + (f", ... {len(u['voices']) - 20} more" if len(u["voices"]) > 20 else ""))
+        for key in ("similarity_between_voices", "similarity_within_voice"):
+            q = u[key]
+            if q:
+                lines.append(f"{key}: mean {q['mean']} p10 {q['p10']} p50 {q['p50']} min {q['min']} (n={q['n']})")
+    return lines
+
+
+# --- plots (for ``echoforge report``) ------------------------------------------------------
+
+
+def pca_2d(emb: np.ndarray) -> np.ndarray:
+    """(n, 2) projection on the two main axes, each axis signed so that its largest loading is positive."""
+    centred = emb - emb.mean(axis=0)
+    if len(emb) < 2:
+        return np.zeros((len(emb), 2))
+    _, _, vt = np.linalg.svd(centred.astype(np.float64), full_matrices=False)
+    axes = vt[:2]
+    axes *= np.sign(axes[np.arange(len(axes)), np.abs(axes).argmax(axis=1)])[:, None]
+    out = centred @ axes.T
+    return np.pad(out, ((0, 0), (0, 2 - out.shape[1])))
+
+
+def listen_plots(builds: list[ListenStats]) -> dict[str, str]:
+    """Inline SVG plots: DNSMOS distributions, assistant similarity, user voices (PCA), hours per voice."""
+    from echoforge.commands.report import COLORS, _figure, _svg
+
+    plots: dict[str, str] = {}
+    if any(b.dnsmos for b in builds):
+        fig, axes = _figure(10, 3.2, 2)
+        for ax, side in zip(axes, ("question", "answer")):
+            ax.set_title(f"{side.capitalize()} DNSMOS", fontsize=10)
+            for i, b in enumerate(builds):
+                for j, k in enumerate(("sig", "bak", "ovrl", "p808")):
+                    v = b.dnsmos.get(f"{side}_dnsmos_{k}")
+                    if v is not None and len(v):
+                        ax.hist(v, HIST_BINS, histtype="step", linewidth=1.4, linestyle=("-", "--")[i % 2],
+                                color=f"C{j}", label=f"{b.name} {k.upper()} (mean {v.mean():.2f})")
+            ax.set_xlabel("MOS (1..5)")
+            ax.set_ylabel("rows")
+            ax.legend(fontsize=7, frameon=False)
+        plots["dnsmos"] = _svg(fig, "dnsmos")
+    with_sim = [b for b in builds if b.assistant_similarity is not None and len(b.assistant_similarity)]
+    if with_sim:
+        fig, axes = _figure(10, 3.2, 2)
+        ax = axes[0]
+        ax.set_title("Answers against the assistant voice's reference", fontsize=10)
+        for i, b in enumerate(with_sim):
+            s = b.assistant_similarity
+            ax.hist(s, np.linspace(min(0.5, s.min()), 1.0, 51), histtype="step", linewidth=1.6,
+                    color=COLORS[i % len(COLORS)], label=f"{b.name} (mean {s.mean():.3f}, min {s.min():.3f})")
+        ax.set_xlabel("cosine similarity")
+        ax.set_ylabel("rows")
+        ax.legend(fontsize=7, frameon=False)
+        ax = axes[1]
+        ax.set_title("User voices: pairs of clips", fontsize=10)
+        for i, b in enumerate(with_sim):
+            between, within = pair_similarities(b)
+            for values, what, style in ((within, "within one voice", "-"), (between, "between voices", "--")):
+                if len(values):
+                    ax.hist(values, np.linspace(-0.2, 1.0, 61), histtype="step", density=True, linestyle=style,
+                            color=COLORS[i % len(COLORS)], label=f"{b.name}: {what} (n={len(values)})")
+        ax.axvline(SAME_VOICE, color="black", linestyle=":", linewidth=1)
+        ax.set_xlabel("cosine similarity")
+        ax.legend(fontsize=7, frameon=False)
+        plots["speaker-similarity"] = _svg(fig, "speaker-similarity")
+    main = builds[0]
+    if main.embeddings is not None:
+        fig, axes = _figure(10, 4.0, 2)
+        xy = pca_2d(main.embeddings)
+        ax = axes[0]
+        ax.set_title(f"User voices, PCA of {len(xy)} question embeddings", fontsize=10)
+        ax.scatter(xy[:, 0], xy[:, 1], c=main.labels % 20, cmap="tab20", s=9, linewidths=0)
+        ax.set_xlabel("first component")
+        ax.set_ylabel("second component")
+        ax = axes[1]
+        order = np.argsort(-main.voice_seconds, kind="stable")[:30]
+        names = [f"v{k + 1} {main.declared[k]}" for k in order]
+        ax.barh(np.arange(len(order)), main.voice_seconds[order] / 3600, color=COLORS[0])
+        ax.set_yticks(np.arange(len(order)), names, fontsize=7)
+        ax.invert_yaxis()
+        ax.set_title(f"Hours per user voice ({len(main.centres)} voices)", fontsize=10)
+        ax.set_xlabel("hours of questions")
+        plots["user-voices"] = _svg(fig, "user-voices")
+    return plots
+
+
+CAPTIONS = {
+    "dnsmos": "DNSMOS of each side (P.835 SIG, BAK, OVRL; P.808), the listen stage's figures.",
+    "speaker-similarity": "Left: each answer's speaker embedding against the assistant voice's reference. "
+                          f"Right: user clips of one voice and user voices against each other; dotted: {SAME_VOICE}, "
+                          "the similarity at which clips count as one voice.",
+    "user-voices": "User voices found by clustering the question speaker embeddings: a 2-D projection "
+                   "(one colour per voice) and the hours of questions each voice speaks, with the declared "
+                   "speaker most of its rows name.",
+}
+
+
+def listen_html(roots: list[str | Path]) -> tuple[str, list[str]]:
+    """The report's listen figures of one or two builds, as HTML, and the names of its plots."""
+    import html
+
+    builds = [s for s in (collect_listen(r) for r in roots) if s is not None]
+    if not builds:
+        return "", []
+    plots = listen_plots(builds)
+    page = "".join(f'<figure class="plot" data-plot="{name}">{svg}<figcaption>{html.escape(CAPTIONS[name])}'
+                   "</figcaption></figure>" for name, svg in plots.items())
+    return page, list(plots)
