@@ -99,13 +99,13 @@ def windows(audio: np.ndarray, hop_s: float | None) -> list[np.ndarray]:
     audio = np.asarray(audio, dtype=np.float32)
     if not len(audio):
         audio = np.zeros(1, dtype=np.float32)
+    count = -(-len(audio) // WINDOW)  # windows that cover the clip itself
     while len(audio) < WINDOW:
         audio = np.concatenate([audio, audio])
     if hop_s is not None:
         count = int((np.floor(len(audio) / RATE) - WINDOW_S) / hop_s) + 1
         starts = [int(i * hop_s * RATE) for i in range(count)]
     else:
-        count = -(-len(audio) // WINDOW)
         starts = np.linspace(0, len(audio) - WINDOW, count).round().astype(int).tolist() if count > 1 else [0]
     return [audio[s: s + WINDOW] for s in starts]
 

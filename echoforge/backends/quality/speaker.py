@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import warnings
 
 import numpy as np
 
@@ -30,7 +31,9 @@ class SpeakerEncoder:
 
     def setup(self) -> None:
         torch = require("torch", "speaker embeddings (listen.speaker)", "speaker")
-        resemblyzer = require("resemblyzer", "speaker embeddings (listen.speaker)", "speaker")
+        with warnings.catch_warnings():  # its scipy.ndimage.morphology and webrtcvad's pkg_resources imports
+            warnings.simplefilter("ignore", (DeprecationWarning, UserWarning))
+            resemblyzer = require("resemblyzer", "speaker embeddings (listen.speaker)", "speaker")
         if self.device == "cpu" and self.threads:
             torch.set_num_threads(self.threads)
         with contextlib.redirect_stdout(io.StringIO()):  # it prints a load message
