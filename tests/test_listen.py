@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from echoforge.audio import resample
-from echoforge.backends.quality.dnsmos import HOP, DNSMOS, log_mel, windows
+from echoforge.backends.quality.dnsmos import DNSMOS, HOP, log_mel, windows
 from echoforge.backends.quality.speaker import SpeakerEncoder, similarity
 from echoforge.backends.tts import VoiceRequest
 from echoforge.backends.tts.pool import VoicePool
@@ -107,7 +107,7 @@ def test_speaker_similarity_is_high_for_one_voice_and_low_across_voices(joe, enc
     assert similarity(same[0], other) < similarity(*same) - 0.2
     labels = _cluster(np.stack([*same, other, shifted]), 0.8)
     assert labels[0] == labels[1] and len({*labels.tolist()}) == 3
-    assert encoder.embed(np.zeros(16000, dtype=np.float32), 16000).any() == False  # noqa: E712 - silence: no voice
+    assert not encoder.embed(np.zeros(16000, dtype=np.float32), 16000).any()  # silence: no voice
 
 
 def turn_with(joe, question: str, answer: str) -> Turn:

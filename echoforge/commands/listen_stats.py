@@ -139,7 +139,7 @@ def _assign(root: str | Path, stats: ListenStats) -> None:
 def _summary(values: np.ndarray | None) -> dict[str, float] | None:
     if values is None or not len(values):
         return None
-    return {"n": int(len(values)), "mean": round(float(values.mean()), 4), "min": round(float(values.min()), 4),
+    return {"n": len(values), "mean": round(float(values.mean()), 4), "min": round(float(values.min()), 4),
             "p10": round(float(np.quantile(values, 0.1)), 4), "p50": round(float(np.quantile(values, 0.5)), 4)}
 
 
@@ -166,9 +166,9 @@ def listen_summary(stats: ListenStats | None) -> dict[str, Any] | None:
     if stats.centres is not None:
         between, within = pair_similarities(stats)
         out["user_voices"] = {
-            "distinct": int(len(stats.centres)),
+            "distinct": len(stats.centres),
             "same_voice_similarity": SAME_VOICE,
-            "sampled_clips": int(len(stats.embeddings)),
+            "sampled_clips": len(stats.embeddings),
             "declared_speakers": len({d for d in stats.declared if d}),
             "voices": [{"voice": f"v{i + 1}", "rows": int(r), "hours": round(float(s) / 3600, 6), "declared": d}
                        for i, (r, s, d) in enumerate(zip(stats.voice_rows, stats.voice_seconds, stats.declared))],

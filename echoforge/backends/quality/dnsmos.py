@@ -13,14 +13,13 @@ each figure is the mean over the windows.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 
 from echoforge.audio import resample
-from echoforge.errors import require
+from echoforge.errors import EchoforgeError
 from echoforge.io.files import sha256_file
 
 RATE = 16_000
@@ -43,8 +42,8 @@ def model_dir() -> Path:
 
     spec = find_spec("speechmos")
     if spec is None or not spec.submodule_search_locations:
-        require("speechmos", "DNSMOS", "speechmos")  # raises the install line
-    return Path(list(spec.submodule_search_locations)[0]) / "dnsmos_models"
+        raise EchoforgeError("DNSMOS needs the 'speechmos' package (its model files): pip install speechmos")
+    return Path(next(iter(spec.submodule_search_locations))) / "dnsmos_models"
 
 
 def _hz_to_mel(hz: np.ndarray) -> np.ndarray:
@@ -110,19 +109,16 @@ def windows(audio: np.ndarray, hop_s: float | None) -> list[np.ndarray]:
     return [audio[s: s + WINDOW] for s in starts]
 
 
-@dataclass
 class DNSMOS:
     """Scores clips with the two DNSMOS models; one onnxruntime thread, deterministic."""
 
-    hop_s: float | None = None
-    device: str = "cpu"
-    threads: int = 1
-
-    def __post_init__(self):
+    def __init__(self, hop_s: float | None = None, device: str = "cpu", threads: int = 1):
+        self.hop_s, self.device, self.threads = hop_s, device, threads
         self._sessions = None
 
     def setup(self) -> None:
-        ort = require("onnxruntime", "DNSMOS", "speechmos")
+        import onnxruntime as ort
+
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = self.threads
         opts.inter_op_num_threads = 1

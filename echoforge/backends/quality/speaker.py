@@ -46,7 +46,7 @@ class SpeakerEncoder:
         from importlib.util import find_spec
         from pathlib import Path
 
-        weights = Path(list(find_spec("resemblyzer").submodule_search_locations)[0]) / "pretrained.pt"
+        weights = Path(next(iter(find_spec("resemblyzer").submodule_search_locations))) / "pretrained.pt"
         return {"speaker_encoder": f"resemblyzer {version('resemblyzer')} pretrained.pt "
                                    f"(sha256 {sha256_file(weights)[:12]})"}
 
