@@ -38,7 +38,7 @@ BAD_ROWS = [
 LIMIT = len(BAD_ROWS) + 6
 CONFIG = "run: {work_unit_rows: 2}\ngate: {asr: none}\noutput: {validation_fraction: 0.3}\n"
 NUM_UNITS = 2 + 3
-STAGES = {"ingest", "speakable", "synthesize", "tokenize", "align", "gate"}
+STAGES = {"ingest", "speakable", "synthesize", "tokenize", "align", "gate", "listen"}
 
 @pytest.fixture(scope="module")
 def build_args(tmp_path_factory) -> list[str]:
@@ -235,4 +235,4 @@ def test_ray_runs_stages_of_one_kind_of_worker_in_one_operator():
     stages = build_stages(parse_config({"units": {"device": "cuda"}}))
     assert [[s.name for s in g] for g in segments(stages, gpus=0)] == [[s.name for s in stages]]
     assert [[s.name for s in g] for g in segments(stages, gpus=1)] == [
-        ["ingest", "speakable", "synthesize"], ["tokenize"], ["align", "gate"]]
+        ["ingest", "speakable", "synthesize"], ["tokenize"], ["align", "gate", "listen"]]
