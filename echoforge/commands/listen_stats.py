@@ -70,7 +70,7 @@ def _cluster(emb: np.ndarray, threshold: float) -> np.ndarray:
 
 def collect_listen(root: str | Path, *, seed: int = 0, sample: int = SAMPLE,
                    threshold: float = SAME_VOICE) -> ListenStats | None:
-    """The listen figures of a build; None when it has no listen columns (built before them)."""
+    """The listen figures of a build; None when it has none (built before them, or with nothing on)."""
     manifest = load_manifest(root)
     features = manifest.get("features", {})
     stats = ListenStats(str(root).rstrip("/").rsplit("/", 1)[-1] or str(root))
@@ -84,9 +84,9 @@ def collect_listen(root: str | Path, *, seed: int = 0, sample: int = SAMPLE,
     long_answers: list[float] = []
     heaps: tuple[list, list] = ([], [])  # (questions of MIN_SECONDS or more, any question)
     for _, table in iter_shards(root, cols):
-        for c in values:
+        for c, seen in values.items():
             if c in table.column_names:
-                values[c].extend(v for v in table.column(c).to_pylist() if v is not None)
+                seen.extend(v for v in table.column(c).to_pylist() if v is not None)
         if not speaker:
             continue
         long_answers += [s for s, d in zip(table.column("answer_speaker_similarity").to_pylist(),
@@ -94,7 +94,7 @@ def collect_listen(root: str | Path, *, seed: int = 0, sample: int = SAMPLE,
                          if s is not None and (d or 0.0) >= MIN_SECONDS]
         for row_id, emb, secs in zip(table.column("id").to_pylist(), table.column("question_speaker_embedding").to_pylist(),
                                      table.column("question_duration_s").to_pylist()):
-            if not emb:
+            if not emb or not any(emb):  # no embedding, or a clip with no voice
                 continue
             entry = (-_key(seed, row_id), row_id, emb)
             for heap in heaps if (secs or 0.0) >= MIN_SECONDS else heaps[1:]:
@@ -102,14 +102,14 @@ def collect_listen(root: str | Path, *, seed: int = 0, sample: int = SAMPLE,
                     heapq.heappush(heap, entry)
                 elif entry[:2] > heap[0][:2]:
                     heapq.heapreplace(heap, entry)
-    stats.dnsmos = {c: np.asarray(values[c], dtype=np.float64) for c in dnsmos_cols}
-    if not speaker:
+    stats.dnsmos = {c: np.asarray(values[c], dtype=np.float64) for c in dnsmos_cols if values[c]}
+    heap = heaps[0] if len(heaps[0]) >= 2 else heaps[1]
+    if not stats.dnsmos and not heap:
+        return None  # nothing measured (listen.dnsmos off, listen.speaker off)
+    if not heap:
         return stats
     stats.assistant_similarity = np.asarray(values["answer_speaker_similarity"], dtype=np.float64)
     stats.assistant_similarity_long = np.asarray(long_answers, dtype=np.float64)
-    heap = heaps[0] if len(heaps[0]) >= 2 else heaps[1]
-    if not heap:
-        return stats
     stats.embeddings = np.asarray([e for _, _, e in sorted(heap, key=lambda e: (-e[0], e[1]))], dtype=np.float32)
     stats.labels = _cluster(stats.embeddings, threshold)
     centres = np.stack([stats.embeddings[stats.labels == k].mean(axis=0) for k in range(stats.labels.max() + 1)])
@@ -127,7 +127,7 @@ def _assign(root: str | Path, stats: ListenStats) -> None:
         embs = table.column("question_speaker_embedding").to_pylist()
         for emb, secs, who in zip(embs, table.column("question_duration_s").to_pylist(),
                                   table.column("question_speaker").to_pylist()):
-            if not emb:
+            if not emb or not any(emb):  # no embedding, or a clip with no voice
                 continue
             v = int(np.argmax(stats.centres @ np.asarray(emb, dtype=np.float32)))
             stats.voice_rows[v] += 1
