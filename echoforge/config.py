@@ -221,6 +221,34 @@ class GateConfig(Section):
     whisper: WhisperASRConfig = WhisperASRConfig()
 
 
+class ListenConfig(Section):
+    """``listen``: how each kept turn sounds (DNSMOS) and who speaks in it (speaker embeddings)."""
+
+    dnsmos: bool = True  # P.835 SIG/BAK/OVRL and P.808 of both sides (models from the speechmos wheel)
+    # 9.01 s windows this far apart (the DNSMOS reference: 1 s); unset: the fewest that cover the clip
+    dnsmos_hop_s: float | None = Field(None, gt=0.0, le=9.01)
+    # Resemblyzer embeddings: the question's stored, the answer's compared with the assistant
+    # voice's reference (a fixed text it speaks); needs the 'speaker' extra (torch).
+    speaker: bool = False
+    reference_text: str = ("The quick brown fox jumps over the lazy dog. She sells sea shells by the sea shore. "
+                           "How much wood would a woodchuck chuck if a woodchuck could chuck wood? "
+                           "We will meet again at seven o'clock on Thursday morning.")
+    # Limits (unset: measured, not enforced); a turn below one is rejected as listen.<figure>_low.
+    min_question_ovrl: float | None = Field(None, ge=1.0, le=5.0)
+    min_answer_ovrl: float | None = Field(None, ge=1.0, le=5.0)
+    min_answer_speaker_similarity: float | None = Field(None, ge=-1.0, le=1.0)
+    device: Literal["cpu", "cuda"] = "cpu"
+    batch_size: int = Field(8, ge=1)
+
+    @model_validator(mode="after")
+    def _needs_speaker(self) -> ListenConfig:
+        if self.min_answer_speaker_similarity is not None and not self.speaker:
+            raise ValueError("min_answer_speaker_similarity needs speaker: true")
+        if (self.min_question_ovrl or self.min_answer_ovrl) and not self.dnsmos:
+            raise ValueError("an OVRL limit needs dnsmos: true")
+        return self
+
+
 class SegmentsConfig(Section):
     """Echo-training segments: answer pieces sized in the LLM's own text tokens."""
 
@@ -308,6 +336,7 @@ class BuildConfig(Section):
     synthesis: SynthesisConfig = Field(default_factory=SynthesisConfig)
     units: UnitsConfig = Field(default_factory=UnitsConfig)
     gate: GateConfig = GateConfig()
+    listen: ListenConfig = ListenConfig()
     segments: SegmentsConfig = SegmentsConfig()
     align: AlignConfig = AlignConfig()
     output: OutputConfig = OutputConfig()

@@ -171,7 +171,7 @@ def test_dry_run_projects_cost(tmp_path, cache_env):
     assert r.returncode == 0, r.stderr
     report = json.loads(r.stdout)
     per_stage = report["stage_seconds_per_audio_second"]
-    assert set(per_stage) == {"ingest", "speakable", "synthesize", "tokenize", "align", "gate"}
+    assert set(per_stage) == {"ingest", "speakable", "synthesize", "tokenize", "align", "gate", "listen"}
     assert 0 < report["compute_seconds_per_audio_second"] < 5
     assert report["projected_cpu_hours"] > 0 and report["projected_disk_bytes"] > 0
     assert report["cores"] == os.cpu_count() and 0 < report["projected_wall_hours"] <= report["projected_cpu_hours"]

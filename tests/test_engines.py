@@ -38,7 +38,7 @@ BAD_ROWS = [
 LIMIT = len(BAD_ROWS) + 6
 CONFIG = "run: {work_unit_rows: 2}\ngate: {asr: none}\noutput: {validation_fraction: 0.3}\n"
 NUM_UNITS = 2 + 3
-STAGES = {"ingest", "speakable", "synthesize", "tokenize", "align", "gate"}
+STAGES = {"ingest", "speakable", "synthesize", "tokenize", "align", "gate", "listen"}
 
 @pytest.fixture(scope="module")
 def build_args(tmp_path_factory) -> list[str]:
@@ -241,7 +241,7 @@ def test_stages_of_one_kind_of_worker_run_in_one_step():
     stages = build_stages(config)
     assert [[s.name for s in g] for g in segments(stages, gpus=False)] == [[s.name for s in stages]]
     assert [[s.name for s in g] for g in segments(stages, gpus=True)] == [
-        ["ingest", "speakable", "synthesize"], ["tokenize"], ["align", "gate"]]
+        ["ingest", "speakable", "synthesize"], ["tokenize"], ["align", "gate", "listen"]]
 
     from conftest import SHAREGPT
 

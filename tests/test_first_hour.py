@@ -141,7 +141,7 @@ def test_build_that_refuses_most_rows_for_one_reason_fails(tmp_path, cache_env):
 def test_stage_times_are_listed_in_pipeline_order(clean_build):
     out, manifest = clean_build
     line = next(x for x in summary_lines(manifest, out) if x.startswith("stage time:"))
-    assert re.findall(r"(\w+) \d+%", line) == ["ingest", "speakable", "synthesize", "tokenize", "align", "gate"]
+    assert re.findall(r"(\w+) \d+%", line) == ["ingest", "speakable", "synthesize", "tokenize", "align", "gate", "listen"]
 
 
 def test_cold_grammar_cache_is_announced(tmp_path, cache_env):

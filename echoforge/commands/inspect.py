@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from echoforge.commands.listen_stats import collect_listen, listen_lines, listen_summary
 from echoforge.config import BuildConfig
 from echoforge.errors import EchoforgeError
 from echoforge.pipeline.output import iter_rejects, iter_shards, load_manifest
@@ -126,6 +127,7 @@ def inspect_output(root: Path) -> dict[str, Any]:
         "tokenizer": manifest["models"].get("tokenizer"),
         "complete": manifest["complete"],
         "quarantined_units": manifest.get("quarantined_units", []),
+        "listen": listen_summary(collect_listen(root)),
     }
 
 
@@ -143,6 +145,7 @@ def inspect_lines(r: dict[str, Any]) -> list[str]:
     if r["rejects_by_reason"]:
         lines.append("rejects by reason:")
         lines += [f"  {k}: {v}" for k, v in sorted(r["rejects_by_reason"].items(), key=lambda kv: -kv[1])]
+    lines += listen_lines(r.get("listen"))
     lines += quarantine_lines(r.get("quarantined_units", []))
     if not r["complete"]:
         lines.append("INCOMPLETE: not every work unit is committed; rerun the build to finish it")

@@ -25,6 +25,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from echoforge.audio import decode_audio
+from echoforge.commands.listen_stats import HIST_BINS, SAME_VOICE, ListenStats, collect_listen, pair_similarities, pca_2d
 from echoforge.errors import EchoforgeError
 from echoforge.pipeline.output import iter_shards, load_manifest
 from echoforge.pipeline.output import iter_rejects, open_build_file
@@ -492,6 +493,7 @@ def render_report(root: str | Path, output: str | Path, *, rows: int = 8, seed: 
             fetched.update({r["id"]: r for r in fetch_rows(root, main.manifest["format"], shard, ids)})
             bar.update(1)
     sample_rows = [fetched[rid] for rid, _ in main.sample if rid in fetched]
+    listen_page, listen_plots = listen_html([root, compare] if compare else [root])
     title = f"echoforge report: {main.name}" + (f" vs {builds[1].name}" if compare else "")
     row_html = "".join(_row(r) for r in sample_rows) or "<p>No rows.</p>"
     compare_note = (f"<p>{_e(builds[1].name)} is overlaid in the plots; the sample rows and rejects are "
@@ -503,7 +505,7 @@ def render_report(root: str | Path, output: str | Path, *, rows: int = 8, seed: 
 <nav><a href="#summary">Summary</a><a href="#distributions">Distributions</a><a href="#rows">Sample rows</a>
 <a href="#rejects">Rejects</a></nav></header>
 <section id="summary"><h2>Summary</h2>{_summary(builds)}</section>
-<section id="distributions"><h2>Distributions</h2>{compare_note}{_plots(builds)}</section>
+<section id="distributions"><h2>Distributions</h2>{compare_note}{_plots(builds)}{listen_page}</section>
 <section id="rows"><h2>Sample rows</h2><p class="muted">{len(sample_rows)} rows drawn with seed {seed}
 from {main.manifest['rows']}.</p>{row_html}</section>
 <section id="rejects"><h2>Rejects</h2><p class="muted">Up to {rejects_per_reason} turns per reason, drawn with
@@ -515,5 +517,93 @@ seed {seed}.</p>{_rejects(rejects, main.manifest['rejects_by_reason'])}</section
     except OSError as exc:
         raise EchoforgeError(f"cannot write the report to {output}: {exc.strerror}") from None
     return {"output": str(output), "bytes": len(page.encode()), "rows": len(sample_rows),
-            "rejects": sum(len(v) for v in rejects.values()), "plots": list(PLOTS),
+            "rejects": sum(len(v) for v in rejects.values()), "plots": [*PLOTS, *listen_plots],
             "seconds": round(time.perf_counter() - t0, 2)}
+
+
+# --- the listen stage's figures ---------------------------------------------------------
+
+def listen_plots(builds: list[ListenStats]) -> dict[str, str]:
+    """Inline SVG plots: DNSMOS distributions, assistant similarity, user voices (PCA), hours per voice."""
+    plots: dict[str, str] = {}
+    if any(b.dnsmos for b in builds):
+        fig, axes = _figure(10, 3.2, 2)
+        for ax, side in zip(axes, ("question", "answer")):
+            ax.set_title(f"{side.capitalize()} DNSMOS", fontsize=10)
+            for i, b in enumerate(builds):
+                for j, k in enumerate(("sig", "bak", "ovrl", "p808")):
+                    v = b.dnsmos.get(f"{side}_dnsmos_{k}")
+                    if v is not None and len(v):
+                        ax.hist(v, HIST_BINS, histtype="step", linewidth=1.4, linestyle=("-", "--")[i % 2],
+                                color=f"C{j}", label=f"{b.name} {k.upper()} (mean {v.mean():.2f})")
+            ax.set_xlabel("MOS (1..5)")
+            ax.set_ylabel("rows")
+            ax.legend(fontsize=7, frameon=False)
+        plots["dnsmos"] = _svg(fig, "dnsmos")
+    with_sim = [b for b in builds if b.assistant_similarity is not None and len(b.assistant_similarity)]
+    if with_sim:
+        fig, axes = _figure(10, 3.2, 2)
+        ax = axes[0]
+        ax.set_title("Answers against the assistant voice's reference", fontsize=10)
+        for i, b in enumerate(with_sim):
+            s = b.assistant_similarity
+            ax.hist(s, np.linspace(min(0.5, s.min()), 1.0, 51), histtype="step", linewidth=1.6,
+                    color=COLORS[i % len(COLORS)], label=f"{b.name} (mean {s.mean():.3f}, min {s.min():.3f})")
+        ax.set_xlabel("cosine similarity")
+        ax.set_ylabel("rows")
+        ax.legend(fontsize=7, frameon=False)
+        ax = axes[1]
+        ax.set_title("User voices: pairs of clips", fontsize=10)
+        for i, b in enumerate(with_sim):
+            between, within = pair_similarities(b)
+            for values, what, style in ((within, "within one voice", "-"), (between, "between voices", "--")):
+                if len(values):
+                    ax.hist(values, np.linspace(-0.2, 1.0, 61), histtype="step", density=True, linestyle=style,
+                            color=COLORS[i % len(COLORS)], label=f"{b.name}: {what} (n={len(values)})")
+        ax.axvline(SAME_VOICE, color="black", linestyle=":", linewidth=1)
+        ax.set_xlabel("cosine similarity")
+        ax.legend(fontsize=7, frameon=False)
+        plots["speaker-similarity"] = _svg(fig, "speaker-similarity")
+    main = builds[0]
+    if main.embeddings is not None:
+        fig, axes = _figure(10, 4.0, 2)
+        xy = pca_2d(main.embeddings)
+        ax = axes[0]
+        ax.set_title(f"User voices, PCA of {len(xy)} question embeddings", fontsize=10)
+        ax.scatter(xy[:, 0], xy[:, 1], c=main.labels % 20, cmap="tab20", s=9, linewidths=0)
+        ax.set_xlabel("first component")
+        ax.set_ylabel("second component")
+        ax = axes[1]
+        order = np.argsort(-main.voice_seconds, kind="stable")[:30]
+        names = [f"v{k + 1} {main.declared[k]}" for k in order]
+        ax.barh(np.arange(len(order)), main.voice_seconds[order] / 3600, color=COLORS[0])
+        ax.set_yticks(np.arange(len(order)), names, fontsize=7)
+        ax.invert_yaxis()
+        ax.set_title(f"Hours per user voice ({len(main.centres)} voices)", fontsize=10)
+        ax.set_xlabel("hours of questions")
+        plots["user-voices"] = _svg(fig, "user-voices")
+    return plots
+
+
+CAPTIONS = {
+    "dnsmos": "DNSMOS of each side (P.835 SIG, BAK, OVRL; P.808), the listen stage's figures.",
+    "speaker-similarity": "Left: each answer's speaker embedding against the assistant voice's reference. "
+                          f"Right: user clips of one voice and user voices against each other; dotted: {SAME_VOICE}, "
+                          "the similarity at which clips count as one voice.",
+    "user-voices": "User voices found by clustering the question speaker embeddings: a 2-D projection "
+                   "(one colour per voice) and the hours of questions each voice speaks, with the declared "
+                   "speaker most of its rows name.",
+}
+
+
+def listen_html(roots: list[str | Path]) -> tuple[str, list[str]]:
+    """The report's listen figures of one or two builds, as HTML, and the names of its plots."""
+    import html
+
+    builds = [s for s in (collect_listen(r) for r in roots) if s is not None]
+    if not builds:
+        return "", []
+    plots = listen_plots(builds)
+    page = "".join(f'<figure class="plot" data-plot="{name}">{svg}<figcaption>{html.escape(CAPTIONS[name])}'
+                   "</figcaption></figure>" for name, svg in plots.items())
+    return page, list(plots)

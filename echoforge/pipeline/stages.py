@@ -11,11 +11,12 @@ from echoforge.transforms.align import Align
 from echoforge.transforms.base import Stage, batched
 from echoforge.transforms.gate import Gate
 from echoforge.transforms.ingest import Ingest
+from echoforge.transforms.listen import Listen
 from echoforge.transforms.speakable import Speakable
 from echoforge.transforms.synthesize import Synthesize
 from echoforge.transforms.tokenize import Tokenize
 
-STAGE_CLASSES: tuple[type[Stage], ...] = (Ingest, Speakable, Synthesize, Tokenize, Align, Gate)
+STAGE_CLASSES: tuple[type[Stage], ...] = (Ingest, Speakable, Synthesize, Tokenize, Align, Gate, Listen)
 
 
 def build_stages(config: BuildConfig) -> list[Stage]:

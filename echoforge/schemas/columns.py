@@ -65,6 +65,15 @@ ALIGNMENT_FEATURES: dict[str, Any] = {
     "ctc_words_matched": Value("int32"),
 }
 
+#: How each side sounds and who speaks (the listen stage; null when not measured): DNSMOS
+#: P.835 SIG/BAK/OVRL and P.808 (1..5), the answer's cosine similarity to the assistant voice's
+#: reference embedding, and the question's speaker embedding (Resemblyzer, 256 floats).
+LISTEN_FEATURES: dict[str, Any] = {
+    **{f"{side}_dnsmos_{k}": Value("float32") for side in ("question", "answer") for k in ("sig", "bak", "ovrl", "p808")},
+    "answer_speaker_similarity": Value("float32"),
+    "question_speaker_embedding": List(Value("float32")),
+}
+
 ROW_FEATURES = Features(
     {
         "id": Value("string"),
@@ -101,6 +110,7 @@ ROW_FEATURES = Features(
         "speakable_notes": List(Value("string")),
         **QUALITY_FEATURES,
         **ALIGNMENT_FEATURES,
+        **LISTEN_FEATURES,
     }
 )
 
@@ -189,7 +199,7 @@ def turn_to_row(turn: Turn, keep_answer_audio: bool = True) -> dict[str, Any]:
         )
     for name in QUALITY_FEATURES:
         row[name] = turn.quality.get(name)
-    for name in ALIGNMENT_FEATURES:
+    for name in (*ALIGNMENT_FEATURES, *LISTEN_FEATURES):
         row[name] = turn.extra.get(name)
     return row
 

@@ -1,7 +1,7 @@
 """Typed records that flow between stages.
 
 A :class:`Turn` is one user→assistant exchange. Stages fill in its fields in order
-(ingest → speakable → synthesize → tokenize → align → gate); the writer turns it into an
+(ingest → speakable → synthesize → tokenize → align → gate → listen); the writer turns it into an
 output row (see :mod:`echoforge.schemas.columns`). A :class:`Reject` is a record that a
 stage refused, with the stage, a short machine-readable reason and a human detail.
 """

@@ -1,0 +1,1 @@
+"""How speech sounds and who speaks: DNSMOS scores and speaker embeddings of a clip."""
