@@ -190,8 +190,8 @@ def push(directory, repo_id, public, revision, staging, allow_incomplete):
 
 @main.command()
 @click.argument("directory")
-@click.option("--output", "-o", default="report.html", show_default=True, type=click.Path(dir_okay=False),
-              help="HTML file to write.")
+@click.option("--output", "-o", type=click.Path(dir_okay=False),
+              help="HTML file to write (default: report.html inside the build).")
 @click.option("--rows", type=click.IntRange(min=0), default=8, show_default=True, help="Rows to sample.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the row and reject samples.")
 @click.option("--compare", help="A second build whose distributions are overlaid.")

@@ -320,8 +320,12 @@ class BuildConfig(Section):
 
     def fingerprint(self) -> str:
         """Hash of everything that changes output rows (not how many workers compute them)."""
-        blob = json.dumps(self.row_settings(), sort_keys=True).encode()
-        return hashlib.sha256(blob).hexdigest()[:16]
+        return settings_fingerprint(self.row_settings())
+
+
+def settings_fingerprint(settings: dict[str, Any]) -> str:
+    """The fingerprint of row settings (``row_settings()``, as a build's ``build.json`` records them)."""
+    return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
 
 
 EXECUTION_ONLY = ("batch_size", "device")
