@@ -55,19 +55,56 @@ def empty_build(tmp_path_factory, refused_input, cache_env):
     return out, cli("build", str(refused_input), "--output", str(out))
 
 
+# Run before a snippet: torch and its decoders are not found, as in a venv without them
+# (`import torch` raises ModuleNotFoundError and importlib.util.find_spec("torch") is None).
+WITHOUT_TORCH = """
+import sys
+from importlib.machinery import PathFinder
+class WithoutTorch(PathFinder):
+    @classmethod
+    def find_spec(cls, name, path=None, target=None):
+        if name.partition(".")[0] in ("torch", "torchcodec", "torchaudio"):
+            return None
+        return super().find_spec(name, path, target)
+sys.meta_path[sys.meta_path.index(PathFinder)] = WithoutTorch
+"""
+
+
+def readme_row_snippets() -> list[str]:
+    """The README's row-reading snippets, in the order it shows them."""
+    return [b for b in re.findall(r"```python\n(.*?)```", README, re.S) if "demo-corpus" in b]
+
+
 @pytest.mark.slow
 def test_readme_row_and_audio_snippets_run(clean_build, tmp_path):
-    """The README's snippets, taken from README.md itself, on a build named as they name it."""
-    blocks = [b for b in re.findall(r"```python\n(.*?)```", README, re.S) if "demo-corpus" in b]
-    assert len(blocks) == 2 and "get_all_samples" in blocks[0] and "Audio(decode=False)" in blocks[1]
+    """The README's snippets, taken from README.md itself, on a build named as they name it:
+    the soundfile way first, then decoding by `datasets` with torchcodec."""
+    blocks = readme_row_snippets()
+    assert len(blocks) == 2 and "Audio(decode=False)" in blocks[0] and "get_all_samples" in blocks[1]
     (tmp_path / "demo-corpus").symlink_to(clean_build[0])
-    for block in blocks:
-        run = subprocess.run([sys.executable, "-c", block], capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    runs = [subprocess.run([sys.executable, "-c", b], capture_output=True, text=True, cwd=tmp_path, timeout=300)
+            for b in blocks]
+    for run in runs:
         assert run.returncode == 0, run.stderr
-    first = subprocess.run([sys.executable, "-c", blocks[0]], capture_output=True, text=True, cwd=tmp_path).stdout
-    assert re.search(r"^16000 \(1, \d{4,}\)$", first, re.M), first
-    second = subprocess.run([sys.executable, "-c", blocks[1]], capture_output=True, text=True, cwd=tmp_path).stdout
-    assert re.search(r"^22050 \(\d{4,},\)$", second, re.M), second
+    assert re.search(r"^22050 \(\d{4,},\)$", runs[0].stdout, re.M), runs[0].stdout
+    assert re.search(r"^16000 \(1, \d{4,}\)$", runs[1].stdout, re.M), runs[1].stdout
+    assert runs[0].stdout.splitlines()[0] == runs[1].stdout.splitlines()[0]  # the same row's texts
+
+
+@pytest.mark.slow
+def test_readme_first_row_snippet_runs_without_torch(clean_build, tmp_path):
+    """The first way the README shows works where torch and torchcodec cannot be imported;
+    the second needs them (so the shim does block them)."""
+    first, second = readme_row_snippets()
+    (tmp_path / "demo-corpus").symlink_to(clean_build[0])
+    check = "\nassert not {'torch', 'torchcodec', 'torchaudio'} & set(sys.modules)\n"
+    run = subprocess.run([sys.executable, "-c", WITHOUT_TORCH + first + check], capture_output=True, text=True,
+                         cwd=tmp_path, timeout=300)
+    assert run.returncode == 0, run.stderr
+    assert re.search(r"^22050 \(\d{4,},\)$", run.stdout, re.M), run.stdout
+    blocked = subprocess.run([sys.executable, "-c", WITHOUT_TORCH + second], capture_output=True, text=True,
+                             cwd=tmp_path, timeout=300)
+    assert blocked.returncode != 0 and "torchcodec" in blocked.stderr, blocked.stderr
 
 
 def _load_snippets(root: Path) -> tuple[str, str]:
