@@ -59,7 +59,8 @@ def in_pipeline_order(seconds: dict[str, float]) -> dict[str, float]:
     return dict(sorted(seconds.items(), key=lambda kv: (order.get(kv[0], len(order)), kv[0])))
 
 
-def summary_lines(manifest: dict[str, Any], output: str | Path) -> list[str]:
+def summary_lines(manifest: dict[str, Any], output: str | Path, hint: bool = True) -> list[str]:
+    """The lines a finished build prints; ``hint`` adds the commands to run next."""
     rows, rej = manifest["rows"], manifest["rejected"]
     lines = [
         f"built {output}: {rows} rows (train {manifest['rows_by_split']['train']}, "
@@ -74,7 +75,8 @@ def summary_lines(manifest: dict[str, Any], output: str | Path) -> list[str]:
         lines.append("stage time: " + ", ".join(f"{k} {v / total:.0%}"
                                                 for k, v in in_pipeline_order(manifest["stage_seconds"]).items()))
     lines += quarantine_lines(manifest.get("quarantined_units", []))
-    lines.append(f"next: echoforge validate {output} && echoforge inspect {output}")
+    if hint:
+        lines.append(f"next: echoforge validate {output} && echoforge inspect {output}")
     return lines
 
 
