@@ -16,6 +16,11 @@ from echoforge.pipeline.output import iter_rejects, iter_shards, load_manifest
 
 #: A build whose largest reject reason takes more than this share of its turns fails.
 MOST_REJECTED = 0.5
+#: A dry-run sample with fewer kept turns or seconds of speech than these projects poorly: the first
+#: calls into each model cost more than the later ones (2 rows of the bundled sample projected 3x
+#: the compute of 8 or 20 rows; docs/benchmarks.md).
+MIN_PROJECTION_TURNS = 10
+MIN_PROJECTION_SECONDS = 60.0
 
 
 def kept_problems(manifest: dict[str, Any], root: str | Path) -> list[str]:
@@ -198,12 +203,22 @@ def dry_run(inputs: list[str], config: BuildConfig, *, sample: int, target_hours
         "cores": cores,
         "rejects_by_reason": manifest["rejects_by_reason"],
         "problems": problems,
+        "warnings": _projection_warnings(manifest["rows"], audio_s),
     }
+
+
+def _projection_warnings(turns: int, audio_s: float) -> list[str]:
+    if turns >= MIN_PROJECTION_TURNS and audio_s >= MIN_PROJECTION_SECONDS:
+        return []
+    return [f"the sample is too small to project from ({turns} turns kept, {audio_s:.0f} s of speech; want at "
+            f"least {MIN_PROJECTION_TURNS} turns and {MIN_PROJECTION_SECONDS:.0f} s): the first calls into each "
+            "model weigh on it and the projection overstates the cost; run a larger --sample"]
 
 
 def dry_run_lines(r: dict[str, Any]) -> list[str]:
     lines = [f"sample: {r['sample_rows']} input rows → {r['sample_turns']} turns, kept {r['kept_ratio']:.0%}, "
              f"{r['sample_audio_seconds']:.1f} s of speech in {r['sample_wall_seconds']:.1f} s wall",
+             *_reason_lines(r["rejects_by_reason"], r["sample_turns"]),
              "seconds of compute per second of audio:"]
     lines += [f"  {k:<11} {v:.4f}" for k, v in r["stage_seconds_per_audio_second"].items()]
     lines += [f"  {'total':<11} {r['compute_seconds_per_audio_second']:.4f}",
@@ -211,4 +226,13 @@ def dry_run_lines(r: dict[str, Any]) -> list[str]:
               f"  CPU-hours   {r['projected_cpu_hours']:,.1f}",
               f"  disk        {r['projected_disk_bytes'] / 1e9:,.1f} GB",
               f"  wall time   {r['projected_wall_hours']:,.1f} h on {r['cores']} cores"]
+    lines += [f"warning: {w}" for w in r.get("warnings", [])]
     return lines
+
+
+def _reason_lines(by_reason: dict[str, int], turns: int) -> list[str]:
+    """Why the sample's turns were rejected, most frequent reason first."""
+    if not by_reason:
+        return []
+    top = sorted(by_reason.items(), key=lambda kv: (-kv[1], kv[0]))
+    return ["rejected turns by reason:"] + [f"  {k}: {v} ({v / max(turns, 1):.0%})" for k, v in top]
