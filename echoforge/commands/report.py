@@ -482,8 +482,8 @@ def _plots(builds: list[BuildStats]) -> str:
         "chars-per-second": "Speaking rate of the answers; dashed: the gate's limits.",
         "units-per-second": "Speech units per second of answer audio, before and after collapsing repeated units.",
         "codebook-usage": "How evenly the answers use the unit codebook (all codebooks).",
-        "speaker-hours": "Hours of speech per voice.",
-        "rejects": "Refused turns by stage and reason.",
+        "speaker-hours": "Speech per voice: hours (with --compare, each build's share of its own speech).",
+        "rejects": "Refused turns by stage and reason (with --compare, each build's share of its turns).",
     }
     return "".join(f'<figure class="plot" data-plot="{name}">{svg}<figcaption>{_e(captions[name])}</figcaption>'
                    "</figure>" for name, svg in ((n, _svg(f, n)) for n, f in figures(builds).items()))
