@@ -2,6 +2,7 @@
 
     python benchmarks/startup.py                # both parts
     python benchmarks/startup.py --part startup # only the start-up of one worker
+    python benchmarks/startup.py --part small   # a 2-row build on 2 workers, where start-up dominates
 
 1. **Start-up of one worker**: a fresh process (run with ``-X importtime``) does what a local
    engine worker does before its first unit: imports echoforge's command line and engine,
@@ -106,10 +107,11 @@ def worker_startup() -> dict:
             for name, (wall, cpu) in seconds.items()}
 
 
-def whole_build(out: Path, limit: int | None = None) -> dict:
-    """``echoforge build`` of the bundled sample with the default workers: CPU of the process tree."""
+def whole_build(out: Path, limit: int | None = None, config: Path | None = None) -> dict:
+    """``echoforge build`` of the bundled sample (default workers, or ``config``'s): CPU of the process tree."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     cmd = [sys.executable, "-m", "echoforge", "build", "--output", str(out)] + (["--limit", str(limit)] if limit else [])
+    cmd += ["--config", str(config)] if config else []
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if proc.returncode:
@@ -130,7 +132,8 @@ def synthesiser_alone() -> dict:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--part", choices=["startup", "ratio", "both"], default="both")
+    p.add_argument("--part", choices=["startup", "ratio", "both", "small"], default="both",
+                   help="small: two builds of 2 rows in 2 work units on 2 workers, where start-up dominates")
     p.add_argument("--json", action="store_true")
     args = p.parse_args()
     result: dict = {"cpus": os.cpu_count()}
@@ -144,6 +147,11 @@ def main() -> None:
         for r in (build, synth):
             r["audio_s_per_cpu_s"] = r["audio_s"] / r["cpu_s"]
         result.update(build=build, synthesiser=synth, ratio=build["audio_s_per_cpu_s"] / synth["audio_s_per_cpu_s"])
+    if args.part == "small":
+        with tempfile.TemporaryDirectory() as tmp:
+            config = Path(tmp) / "small.yaml"
+            config.write_text("run: {work_unit_rows: 1, workers: 2}\n")
+            result["small"] = [whole_build(Path(tmp) / f"small{i}", limit=2, config=config) for i in range(2)]
     if args.json:
         print(json.dumps(result, indent=2))
         return
@@ -155,6 +163,8 @@ def main() -> None:
             print(f"| {name} | {r['wall_s']:.2f} | {r['cpu_s']:.2f} | {r['import_s']:.2f} | {top} |")
         total = [sum(r[k] for r in result["startup"].values()) for k in ("wall_s", "cpu_s", "import_s")]
         print(f"| total | {total[0]:.2f} | {total[1]:.2f} | {total[2]:.2f} | |")
+    for r in result.get("small", []):
+        print(f"2 rows, 2 units, 2 workers: {r['cpu_s']:.1f} CPU s, {r['audio_s']:.1f} s of audio")
     if "ratio" in result:
         b, s = result["build"], result["synthesiser"]
         print(f"\nwhole build ({result['cpus']} CPUs, default workers, {b['rows']} rows): {b['audio_s']:.1f} s of audio "
