@@ -48,7 +48,7 @@ def user_errors(fn):
 
 
 class ProgressBar:
-    """A tqdm bar over work units fed by build progress callbacks; close it before errors print."""
+    """A tqdm bar over work units fed by progress callbacks ``(entry, done, total)``; close it before errors print."""
 
     def __init__(self, label: str):
         self.label = label
@@ -56,19 +56,22 @@ class ProgressBar:
         self.rows = self.rejected = 0
         self.seconds = 0.0
 
-    def __call__(self, entry, done: int, total: int) -> None:
+    def _start(self, done: int, total: int) -> None:
         from tqdm import tqdm
 
-        if self.bar is None:
-            self.bar = tqdm(total=total, initial=done if entry is None else done - 1, unit="unit",
-                            desc=self.label, file=sys.stderr, dynamic_ncols=True)
-        if entry is None:
-            return
-        if entry:  # a build's commit entry: show what has been made so far
+        self.bar = tqdm(total=total, initial=done, unit="unit", desc=self.label, file=sys.stderr, dynamic_ncols=True)
+
+    def _add(self, entry) -> None:
+        if entry:  # a build's figures: show what has been made so far
             self.rows += entry["rows"]
             self.rejected += entry["rejected"]
             self.seconds += entry["audio_seconds"]
             self.bar.set_postfix(rows=self.rows, rejected=self.rejected, hours=f"{self.seconds / 3600:.3f}")
+
+    def __call__(self, entry, done: int, total: int) -> None:
+        if self.bar is None:
+            self._start(done - 1, total)
+        self._add(entry)
         self.bar.update(1)
 
     def __enter__(self) -> ProgressBar:
@@ -77,6 +80,19 @@ class ProgressBar:
     def __exit__(self, *exc) -> None:
         if self.bar is not None:
             self.bar.close()
+
+
+class BuildProgress(ProgressBar):
+    """The build's bar: its first call carries what a resume keeps, so the bar counts what the summary counts."""
+
+    def __call__(self, entry, done: int, total: int) -> None:
+        if self.bar is not None:
+            return super().__call__(entry, done, total)
+        if done:
+            click.echo(f"resuming: {done} of {total} work units already committed ({entry['rows']} rows, "
+                       f"{entry['rejected']} rejected)", err=True)
+        self._start(done, total)
+        self._add(entry)
 
 
 def _echo_report(report: dict, as_json: bool, lines) -> None:
@@ -124,12 +140,14 @@ def build(inputs, output, config_path, fmt, limit, workers, engine, ray_address,
     if not inputs:
         click.echo("no INPUTS given: building from the bundled sample", err=True)
     options = {"address": ray_address} if engine == "ray" else {"pipeline_args": list(beam_options)} if engine == "beam" else {}
-    with ProgressBar("build") as bar:
+    with BuildProgress("build") as bar:
         manifest = run_build(list(inputs), output, config, limit=limit, engine=engine, engine_options=options,
                              overwrite=overwrite, break_lease=break_lease, verify=verify, on_progress=bar)
-    for line in summary_lines(manifest, output):
-        click.echo(line)
-    fail_on(kept_problems(manifest, output))
+    problems = kept_problems(manifest, output)
+    if manifest["rows"]:  # a build that kept nothing has only its error to say
+        for line in summary_lines(manifest, output, hint=not problems):
+            click.echo(line)
+    fail_on(problems)
 
 
 @main.command("dry-run")
@@ -206,8 +224,8 @@ def push(directory, repo_id, public, revision, staging, allow_incomplete):
 
 @main.command()
 @click.argument("directory")
-@click.option("--output", "-o", default="report.html", show_default=True, type=click.Path(dir_okay=False),
-              help="HTML file to write.")
+@click.option("--output", "-o", type=click.Path(dir_okay=False),
+              help="HTML file to write (default: report.html inside the build).")
 @click.option("--rows", type=click.IntRange(min=0), default=8, show_default=True, help="Rows to sample.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the row and reject samples.")
 @click.option("--compare", help="A second build whose distributions are overlaid.")

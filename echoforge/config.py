@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import difflib
+import hashlib
+import json
 import types
 from pathlib import Path
 from typing import Any, ClassVar, Literal
@@ -356,10 +358,19 @@ class BuildConfig(Section):
 
     def row_settings(self) -> dict[str, Any]:
         """The settings that make rows and shards; execution-only ones (batch sizes, workers,
-        device, storage, failure thresholds) are left out, so changing them keeps a resume."""
+        storage, failure thresholds) are left out, so changing them keeps a resume."""
         data = self.saved()
         data["run"] = {"work_unit_rows": data["run"]["work_unit_rows"]}
         return _without_execution_keys(data)
+
+    def fingerprint(self) -> str:
+        """Hash of everything that changes output rows (not how many workers compute them)."""
+        return settings_fingerprint(self.row_settings())
+
+
+def settings_fingerprint(settings: dict[str, Any]) -> str:
+    """The fingerprint of row settings (``row_settings()``, as a build's ``build.json`` records them)."""
+    return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
 
 
 # Keys that say how rows are computed, never what they hold, at any depth of the config. A

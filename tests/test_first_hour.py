@@ -19,7 +19,7 @@ from echoforge.errors import ConfigError
 from echoforge.pipeline.build import build
 from echoforge.commands.inspect import summary_lines
 
-from conftest import FAST_CONFIG, ROOT, SHAREGPT, refused_rows
+from conftest import FAST_CONFIG, ROOT, SHAREGPT, refused_rows, write_config
 
 README = (ROOT / "README.md").read_text()
 
@@ -55,19 +55,56 @@ def empty_build(tmp_path_factory, refused_input, cache_env):
     return out, cli("build", str(refused_input), "--output", str(out))
 
 
+# Run before a snippet: torch and its decoders are not found, as in a venv without them
+# (`import torch` raises ModuleNotFoundError and importlib.util.find_spec("torch") is None).
+WITHOUT_TORCH = """
+import sys
+from importlib.machinery import PathFinder
+class WithoutTorch(PathFinder):
+    @classmethod
+    def find_spec(cls, name, path=None, target=None):
+        if name.partition(".")[0] in ("torch", "torchcodec", "torchaudio"):
+            return None
+        return super().find_spec(name, path, target)
+sys.meta_path[sys.meta_path.index(PathFinder)] = WithoutTorch
+"""
+
+
+def readme_row_snippets() -> list[str]:
+    """The README's row-reading snippets, in the order it shows them."""
+    return [b for b in re.findall(r"```python\n(.*?)```", README, re.S) if "demo-corpus" in b]
+
+
 @pytest.mark.slow
 def test_readme_row_and_audio_snippets_run(clean_build, tmp_path):
-    """The README's snippets, taken from README.md itself, on a build named as they name it."""
-    blocks = [b for b in re.findall(r"```python\n(.*?)```", README, re.S) if "demo-corpus" in b]
-    assert len(blocks) == 2 and "get_all_samples" in blocks[0] and "Audio(decode=False)" in blocks[1]
+    """The README's snippets, taken from README.md itself, on a build named as they name it:
+    the soundfile way first, then decoding by `datasets` with torchcodec."""
+    blocks = readme_row_snippets()
+    assert len(blocks) == 2 and "Audio(decode=False)" in blocks[0] and "get_all_samples" in blocks[1]
     (tmp_path / "demo-corpus").symlink_to(clean_build[0])
-    for block in blocks:
-        run = subprocess.run([sys.executable, "-c", block], capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    runs = [subprocess.run([sys.executable, "-c", b], capture_output=True, text=True, cwd=tmp_path, timeout=300)
+            for b in blocks]
+    for run in runs:
         assert run.returncode == 0, run.stderr
-    first = subprocess.run([sys.executable, "-c", blocks[0]], capture_output=True, text=True, cwd=tmp_path).stdout
-    assert re.search(r"^16000 \(1, \d{4,}\)$", first, re.M), first
-    second = subprocess.run([sys.executable, "-c", blocks[1]], capture_output=True, text=True, cwd=tmp_path).stdout
-    assert re.search(r"^22050 \(\d{4,},\)$", second, re.M), second
+    assert re.search(r"^22050 \(\d{4,},\)$", runs[0].stdout, re.M), runs[0].stdout
+    assert re.search(r"^16000 \(1, \d{4,}\)$", runs[1].stdout, re.M), runs[1].stdout
+    assert runs[0].stdout.splitlines()[0] == runs[1].stdout.splitlines()[0]  # the same row's texts
+
+
+@pytest.mark.slow
+def test_readme_first_row_snippet_runs_without_torch(clean_build, tmp_path):
+    """The first way the README shows works where torch and torchcodec cannot be imported;
+    the second needs them (so the shim does block them)."""
+    first, second = readme_row_snippets()
+    (tmp_path / "demo-corpus").symlink_to(clean_build[0])
+    check = "\nassert not {'torch', 'torchcodec', 'torchaudio'} & set(sys.modules)\n"
+    run = subprocess.run([sys.executable, "-c", WITHOUT_TORCH + first + check], capture_output=True, text=True,
+                         cwd=tmp_path, timeout=300)
+    assert run.returncode == 0, run.stderr
+    assert re.search(r"^22050 \(\d{4,},\)$", run.stdout, re.M), run.stdout
+    blocked = subprocess.run([sys.executable, "-c", WITHOUT_TORCH + second], capture_output=True, text=True,
+                             cwd=tmp_path, timeout=300)
+    assert blocked.returncode != 0 and "torchcodec" in blocked.stderr, blocked.stderr
 
 
 def _load_snippets(root: Path) -> tuple[str, str]:
@@ -118,6 +155,7 @@ def test_a_build_without_rejects_loads_and_declares_its_split_sizes(clean_build,
 def test_build_and_dry_run_that_keep_nothing_fail_with_reasons_and_an_example(empty_build, refused_input):
     _, run = empty_build
     dry = cli("dry-run", str(refused_input), "--sample", "3")
+    assert "built " not in run.stdout and "next:" not in run.stdout  # the error alone, no summary or hint
     for result in (run, dry):
         assert result.returncode != 0
         assert "kept no rows: all 3 turns were rejected" in result.stderr, result.stderr
@@ -135,6 +173,7 @@ def test_build_that_refuses_most_rows_for_one_reason_fails(tmp_path, cache_env):
     assert run.returncode != 0
     assert "3 of 4 turns (75%) were rejected for one reason" in run.stderr, run.stderr
     assert "built " in run.stdout  # the summary still comes first
+    assert "next:" not in run.stdout  # but no hint to go on with a build that failed
 
 
 @pytest.mark.slow
@@ -196,3 +235,42 @@ def test_docs_question_answer_mapping_reads_its_example_row(tmp_path):
     assert not rejects and len(turns) == 1
     assert turns[0].question_text == f"{row['prompt']}\n\n{row['notes']}"
     assert turns[0].answer_text == row["reply"] and turns[0].conversation_id == row["meta"]["uid"]
+
+
+def rows_shown_by_bar(stderr: str) -> int:
+    """The rows= figure of the build bar's last update."""
+    return int(re.findall(r"rows=(\d+)", stderr)[-1])
+
+
+@pytest.mark.slow
+def test_resume_says_what_it_keeps_and_counts_as_the_summary_does(tmp_path, cache_env):
+    config = write_config(tmp_path / "build.yaml", {**FAST_CONFIG, "gate": {"asr": "none"}})
+    out = tmp_path / "out"
+    args = ("build", str(SHAREGPT), "--output", str(out), "--config", str(config))
+    first = cli(*args, "--limit", "4")
+    assert first.returncode == 0, first.stderr
+    assert "resuming" not in first.stderr
+    rows = int(re.search(r"built \S+: (\d+) rows", first.stdout).group(1))
+    assert rows_shown_by_bar(first.stderr) == rows
+    markers = sorted((out / "_echoforge" / "units").rglob("*.json"))
+    units = len(markers)
+    markers[-1].unlink()  # the last unit is lost: a rerun recomputes it and keeps the others
+    again = cli(*args, "--limit", "4")
+    assert again.returncode == 0, again.stderr
+    assert re.search(rf"^resuming: {units - 1} of {units} work units already committed \(\d+ rows, 0 rejected\)$",
+                     again.stderr, re.M), again.stderr
+    assert f"built {out}: {rows} rows" in again.stdout
+    assert rows_shown_by_bar(again.stderr) == rows  # the bar counts the kept units' rows too
+    # another --limit is refused naming the option, not the plan's internals
+    other = cli(*args, "--limit", "2")
+    assert other.returncode == 2
+    assert "(--limit 4 -> 2 changed)" in other.stderr and "plan" not in other.stderr, other.stderr
+
+
+def test_a_refused_output_folder_is_left_as_it_was(tmp_path):
+    out = tmp_path / "photos"
+    out.mkdir()
+    (out / "cat.jpg").write_bytes(b"not a corpus")
+    run = cli("build", str(SHAREGPT), "--output", str(out), "--limit", "1")
+    assert run.returncode == 2 and "is not an echoforge output" in run.stderr, run.stderr
+    assert sorted(p.name for p in out.iterdir()) == ["cat.jpg"]

@@ -17,6 +17,11 @@ from echoforge.pipeline.output import iter_rejects, iter_shards, load_manifest
 
 #: A build whose largest reject reason takes more than this share of its turns fails.
 MOST_REJECTED = 0.5
+#: A dry-run sample with fewer kept turns or seconds of speech than these projects poorly: the first
+#: calls into each model cost more than the later ones (2 rows of the bundled sample projected 3x
+#: the compute of 8 or 20 rows; docs/benchmarks.md).
+MIN_PROJECTION_TURNS = 10
+MIN_PROJECTION_SECONDS = 60.0
 
 
 def kept_problems(manifest: dict[str, Any], root: str | Path) -> list[str]:
@@ -60,7 +65,8 @@ def in_pipeline_order(seconds: dict[str, float]) -> dict[str, float]:
     return dict(sorted(seconds.items(), key=lambda kv: (order.get(kv[0], len(order)), kv[0])))
 
 
-def summary_lines(manifest: dict[str, Any], output: str | Path) -> list[str]:
+def summary_lines(manifest: dict[str, Any], output: str | Path, hint: bool = True) -> list[str]:
+    """The lines a finished build prints; ``hint`` adds the commands to run next."""
     rows, rej = manifest["rows"], manifest["rejected"]
     lines = [
         f"built {output}: {rows} rows (train {manifest['rows_by_split']['train']}, "
@@ -75,7 +81,8 @@ def summary_lines(manifest: dict[str, Any], output: str | Path) -> list[str]:
         lines.append("stage time: " + ", ".join(f"{k} {v / total:.0%}"
                                                 for k, v in in_pipeline_order(manifest["stage_seconds"]).items()))
     lines += quarantine_lines(manifest.get("quarantined_units", []))
-    lines.append(f"next: echoforge validate {output} && echoforge inspect {output}")
+    if hint:
+        lines.append(f"next: echoforge validate {output} && echoforge inspect {output}")
     return lines
 
 
@@ -199,12 +206,22 @@ def dry_run(inputs: list[str], config: BuildConfig, *, sample: int, target_hours
         "cores": cores,
         "rejects_by_reason": manifest["rejects_by_reason"],
         "problems": problems,
+        "warnings": _projection_warnings(manifest["rows"], audio_s),
     }
+
+
+def _projection_warnings(turns: int, audio_s: float) -> list[str]:
+    if turns >= MIN_PROJECTION_TURNS and audio_s >= MIN_PROJECTION_SECONDS:
+        return []
+    return [f"the sample is too small to project from ({turns} turns kept, {audio_s:.0f} s of speech; want at "
+            f"least {MIN_PROJECTION_TURNS} turns and {MIN_PROJECTION_SECONDS:.0f} s): the first calls into each "
+            "model weigh on it and the projection overstates the cost; run a larger --sample"]
 
 
 def dry_run_lines(r: dict[str, Any]) -> list[str]:
     lines = [f"sample: {r['sample_rows']} input rows → {r['sample_turns']} turns, kept {r['kept_ratio']:.0%}, "
              f"{r['sample_audio_seconds']:.1f} s of speech in {r['sample_wall_seconds']:.1f} s wall",
+             *_reason_lines(r["rejects_by_reason"], r["sample_turns"]),
              "seconds of compute per second of audio:"]
     lines += [f"  {k:<11} {v:.4f}" for k, v in r["stage_seconds_per_audio_second"].items()]
     lines += [f"  {'total':<11} {r['compute_seconds_per_audio_second']:.4f}",
@@ -212,4 +229,13 @@ def dry_run_lines(r: dict[str, Any]) -> list[str]:
               f"  CPU-hours   {r['projected_cpu_hours']:,.1f}",
               f"  disk        {r['projected_disk_bytes'] / 1e9:,.1f} GB",
               f"  wall time   {r['projected_wall_hours']:,.1f} h on {r['cores']} cores"]
+    lines += [f"warning: {w}" for w in r.get("warnings", [])]
     return lines
+
+
+def _reason_lines(by_reason: dict[str, int], turns: int) -> list[str]:
+    """Why the sample's turns were rejected, most frequent reason first."""
+    if not by_reason:
+        return []
+    top = sorted(by_reason.items(), key=lambda kv: (-kv[1], kv[0]))
+    return ["rejected turns by reason:"] + [f"  {k}: {v} ({v / max(turns, 1):.0%})" for k, v in top]

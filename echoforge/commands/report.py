@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import heapq
 import html
 import io
+import json
 import sys
 import time
 from dataclasses import dataclass, field
@@ -29,6 +29,7 @@ from echoforge.commands.listen_stats import HIST_BINS, SAME_VOICE, ListenStats, 
 from echoforge.errors import EchoforgeError
 from echoforge.pipeline.output import iter_shards, load_manifest
 from echoforge.pipeline.output import iter_rejects, open_build_file
+from echoforge.storage import folder as open_folder
 
 #: Histogram ranges shared by every build so that ``--compare`` overlays line up.
 HISTOGRAMS: dict[str, float] = {
@@ -40,15 +41,18 @@ HISTOGRAMS: dict[str, float] = {
     "answer_units_per_second": 200.0,
     "answer_dedup_units_per_second": 200.0,
 }
-STAT_COLUMNS = ["id", "question_voice", "answer_voice", "answer_units", "units_codebook_size", *HISTOGRAMS]
+STAT_COLUMNS = ["id", "question_text", "question_voice", "answer_voice", "answer_units", "units_codebook_size", *HISTOGRAMS]
 ROW_COLUMNS = ["id", "source_position", "question_text", "question_spoken", "question_audio", "question_voice",
                "question_duration_s", "question_wer", "answer_text", "answer_spoken", "answer_audio",
                "answer_sample_rate", "answer_voice", "answer_duration_s", "answer_wer", "alignment"]
 REJECT_COLUMNS = ["id", "source_position", "stage", "reason", "detail"]
+#: Shown with the rejects where a build's rejects table has them (what the ASR was to hear, and heard).
+REJECT_TEXTS = ["expected", "heard"]
 PLOTS = ("durations", "wer", "chars-per-second", "units-per-second", "codebook-usage", "speaker-hours", "rejects")
 COLORS = ("#1f77b4", "#d62728")
 BINS = 2000
 PLOT_BARS = 40
+MIN_SPAN = 0.2  # a histogram's x range spans at least this share of its values' centre
 
 
 @dataclass
@@ -86,24 +90,43 @@ class BuildStats:
     speaker_seconds: dict[str, list[float]]  # voice -> [question seconds, answer seconds]
     codebook: np.ndarray  # frames per unit id, over every codebook
     sample: list[tuple[str, dict[str, Any]]]  # (row id, shard entry) of the seeded sample
+    fingerprint: str | None  # of the row settings in _echoforge/build.json
 
 
-def _key(seed: int, row_id: str) -> int:
-    """A seeded, order-free sampling key: the rows with the smallest keys are the sample."""
-    return int.from_bytes(hashlib.sha256(f"{seed}\0{row_id}".encode()).digest()[:8], "big")
+def _key(seed: int, name: str) -> int:
+    """A seeded, order-free sampling key: the items with the smallest keys are the sample."""
+    return int.from_bytes(hashlib.sha256(f"{seed}\0{name}".encode()).digest()[:8], "big")
 
 
-def _keep_smallest(heap: list, size: int, key: int, tiebreak: int, item: Any) -> None:
-    """Keep the ``size`` items of smallest key; ``heap`` holds ``(-key, -tiebreak, item)``."""
-    entry = (-key, -tiebreak, item)
-    if len(heap) < size:
-        heapq.heappush(heap, entry)
-    elif size and entry[:2] > heap[0][:2]:
-        heapq.heapreplace(heap, entry)
+class Sample:
+    """The ``size`` items of smallest seeded key, at most one per group (rows asking the same
+    question are one group), whatever order they come in."""
 
+    def __init__(self, size: int, seed: int):
+        self.size, self.seed = size, seed
+        self.held: dict[Any, tuple[int, Any]] = {}  # group -> (key, item)
+        self._worst: tuple[int, Any] | None = None  # (key, group) of the largest key held
 
-def _smallest_first(heap: list) -> list:
-    return [item for _, _, item in sorted(heap, key=lambda e: (-e[0], -e[1]))]
+    def offer(self, name: str, item: Any, group: Any = None) -> None:
+        if not self.size:
+            return
+        key, group = _key(self.seed, name), name if group is None else group
+        if group in self.held:
+            if key < self.held[group][0]:
+                self.held[group] = (key, item)
+                self._worst = None
+            return
+        if len(self.held) >= self.size:
+            if self._worst is None:
+                self._worst = max((k, g) for g, (k, _) in self.held.items())
+            if key >= self._worst[0]:
+                return
+            del self.held[self._worst[1]]
+        self.held[group] = (key, item)
+        self._worst = None
+
+    def items(self) -> list[Any]:
+        return [item for _, item in sorted(self.held.values(), key=lambda e: e[0])]
 
 
 def _floats(table: pa.Table, column: str) -> np.ndarray:
@@ -116,9 +139,12 @@ def collect_stats(root: str | Path, *, rows: int, seed: int, bar) -> BuildStats:
     hists = {c: Histogram(hi) for c, hi in HISTOGRAMS.items()}
     speakers: dict[str, list[float]] = {}
     codebook = np.zeros(0, dtype=np.int64)
-    heap: list = []
-    seen = 0
+    sample = Sample(rows, seed)
+    files, last = 0, None
     for shard, table in iter_shards(root, STAT_COLUMNS):
+        if shard["path"] != last:  # Parquet shards come a row group at a time: count files
+            files, last = files + 1, shard["path"]
+            bar.update(1)
         for column, hist in hists.items():
             hist.add(_floats(table, column))
         q_dur, a_dur = _floats(table, "question_duration_s"), _floats(table, "answer_duration_s")
@@ -133,11 +159,21 @@ def collect_stats(root: str | Path, *, rows: int, seed: int, bar) -> BuildStats:
             counts = np.bincount(units, minlength=max(size, len(codebook)))
             counts[: len(codebook)] += codebook
             codebook = counts
-        for row_id in table.column("id").to_pylist():
-            _keep_smallest(heap, rows, _key(seed, row_id), seen, (row_id, shard))
-            seen += 1
-        bar.update(1)
-    return BuildStats(_build_name(root), manifest, hists, speakers, codebook, _smallest_first(heap))
+        for row_id, question in zip(table.column("id").to_pylist(), table.column("question_text").to_pylist()):
+            sample.offer(row_id, (row_id, shard), group=question)
+    bar.update(len(manifest["shards"]) - files)
+    return BuildStats(_build_name(root), manifest, hists, speakers, codebook, sample.items(), _fingerprint(root))
+
+
+def _fingerprint(root: str | Path) -> str | None:
+    """The config fingerprint of the row settings the build recorded (None for a build without them)."""
+    from echoforge.config import settings_fingerprint
+    from echoforge.pipeline.layout import BUILD
+
+    try:
+        return settings_fingerprint(json.loads(open_build_file(root, BUILD).read())["config"])
+    except (FileNotFoundError, KeyError, ValueError):
+        return None
 
 
 def _build_name(root: str | Path) -> str:
@@ -163,15 +199,19 @@ def fetch_rows(root: str | Path, fmt: str, shard: dict[str, Any], ids: set[str])
 
 
 def sample_rejects(root: str | Path, *, per_reason: int, seed: int) -> dict[str, list[dict[str, Any]]]:
-    """A seeded sample of ``per_reason`` rejects for every stage.reason, read from the rejects files."""
-    heaps: dict[str, list] = {}
-    seen = 0
-    for table in iter_rejects(root, REJECT_COLUMNS):
+    """A seeded sample of ``per_reason`` rejects for every stage.reason, read from the rejects files
+    (with what the ASR was to hear and heard, where the rejects table has those columns)."""
+    samples: dict[str, Sample] = {}
+    manifest = load_manifest(root)
+    columns = REJECT_COLUMNS
+    if manifest["rejects"]:
+        with open_build_file(root, manifest["rejects"][0]["path"]) as f:
+            columns = REJECT_COLUMNS + [c for c in REJECT_TEXTS if c in pq.read_schema(f).names]
+    for table in iter_rejects(root, columns):
         for r in table.to_pylist():
-            _keep_smallest(heaps.setdefault(f"{r['stage']}.{r['reason']}", []), per_reason,
-                           _key(seed, f"{r['id']}\0{r['source_position']}"), seen, r)
-            seen += 1
-    return {reason: _smallest_first(heap) for reason, heap in sorted(heaps.items())}
+            reason = f"{r['stage']}.{r['reason']}"
+            samples.setdefault(reason, Sample(per_reason, seed)).offer(f"{r['id']}\0{r['source_position']}", r)
+    return {reason: sample.items() for reason, sample in sorted(samples.items())}
 
 
 # --- plots -------------------------------------------------------------------------------
@@ -198,9 +238,26 @@ def _figure(width: float, height: float, cols: int = 1):
     return fig, axes
 
 
-def _hist_axes(ax, builds: list[BuildStats], column: str, title: str, xlabel: str, *, label_prefix: str = "",
-               color_shift: int = 0) -> None:
-    """Overlay one column's histogram of every build, rebinned to about PLOT_BARS bars over the used range."""
+def _legends_below(fig, axes) -> None:
+    """Put each axes' legend under its tick labels and axis label, so that it never covers bars,
+    lines or an axis (the page's SVG is cropped to whatever the figure holds)."""
+    fig.draw_without_rendering()  # lays out tick labels, whose extent decides where "under" is
+    for ax in axes:
+        if ax.get_legend_handles_labels()[0]:
+            bottom = ax.get_tightbbox().transformed(ax.transAxes.inverted()).y0
+            ax.legend(loc="upper left", bbox_to_anchor=(0, bottom - 0.03), borderaxespad=0, fontsize=7,
+                      frameon=False)
+
+
+def _hist_axes(ax, builds: list[BuildStats], column: str, title: str, xlabel: str,
+               limits: list[tuple[float, str]]) -> None:
+    """Overlay one column's histogram of every build with the gate's ``limits`` (value, label) drawn in.
+
+    The x range covers the values and the limits, and at least MIN_SPAN of the values' centre, so
+    that values bunched in a narrow range (units per second of a 50 Hz tokenizer: 49.4 to 50.8)
+    look like the spike they are; it is cut into about PLOT_BARS bars. With more than one build,
+    each build's bars are its share of rows, so builds of any size compare.
+    """
     hists = [b.hists[column] for b in builds]
     used = np.flatnonzero(sum(h.counts for h in hists))
     ax.set_title(title, fontsize=10)
@@ -208,27 +265,35 @@ def _hist_axes(ax, builds: list[BuildStats], column: str, title: str, xlabel: st
     if not len(used):
         ax.text(0.5, 0.5, "no values", transform=ax.transAxes, ha="center", va="center", color="grey")
         return
+    width = hists[0].hi / BINS
     lo, hi = int(used[0]), int(used[-1]) + 1
+    span = int(MIN_SPAN * (lo + hi) / 2)
+    if hi - lo < span:
+        lo = max(0, (lo + hi - span) // 2)
+        hi = lo + span
+    for value, _ in limits:
+        lo, hi = min(lo, int(value / width)), max(hi, int(np.ceil(value / width)) + 1)
     step = max(1, -(-(hi - lo) // PLOT_BARS))
     lo = lo // step * step
     hi = lo + -(-(hi - lo) // step) * step
-    width = hists[0].hi / BINS
     edges = np.arange(lo, hi + 1, step) * width
+    share = len(builds) > 1
     for i, (b, h) in enumerate(zip(builds, hists)):
-        counts = np.pad(h.counts, (0, hi - BINS if hi > BINS else 0))[lo:hi].reshape(-1, step).sum(axis=1)
+        counts = np.pad(h.counts, (0, max(0, hi - BINS)))[lo:hi].reshape(-1, step).sum(axis=1)
         mean = f", mean {h.mean:.2f}" if h.mean is not None else ""
         over = f", {h.over} above {h.hi:g}" if h.over else ""
-        ax.stairs(counts, edges, fill=len(builds) == 1, alpha=0.55 if len(builds) == 1 else 1.0,
-                  color=COLORS[(i + color_shift) % len(COLORS)] if len(builds) > 1 else None,
-                  linewidth=1.6, label=f"{label_prefix}{b.name} (n={h.n}{mean}{over})")
-    ax.set_ylabel("rows")
-    ax.legend(fontsize=7, frameon=False)
-
-
-def _threshold(ax, value: float | None, label: str) -> None:
-    if value is not None:
+        ax.stairs(counts / max(h.n, 1) if share else counts, edges, fill=not share, alpha=1.0 if share else 0.55,
+                  color=COLORS[i % len(COLORS)] if share else None, linewidth=1.6,
+                  label=f"{b.name} (n={h.n}{mean}{over})")
+    pad = 0.03 * (edges[-1] - edges[0])
+    ax.set_xlim(max(0.0, edges[0] - pad), edges[-1] + pad)
+    ax.set_ylabel("share of rows" if share else "rows")
+    for value, label in limits:
         ax.axvline(value, color="black", linestyle="--", linewidth=1)
-        ax.text(value, 0.98, f" {label} {value:g}", transform=ax.get_xaxis_transform(), va="top", fontsize=7)
+        x0, x1 = ax.get_xlim()
+        right = (value - x0) / (x1 - x0) > 0.5  # the label goes on the side with room
+        ax.text(value, 0.98, f"{label} {value:g} " if right else f" {label} {value:g}",
+                ha="right" if right else "left", transform=ax.get_xaxis_transform(), va="top", fontsize=7)
 
 
 #: Histogram plots: name -> panels of (column, title, x label, gate limits drawn as (config key, label)).
@@ -244,18 +309,18 @@ HISTOGRAM_PLOTS: dict[str, list[tuple[str, str, str, tuple[tuple[str, str], ...]
 }
 
 
-def plot_histograms(builds: list[BuildStats], name: str) -> str:
+def plot_histograms(builds: list[BuildStats], name: str):
     panels = HISTOGRAM_PLOTS[name]
     gate = builds[0].manifest["config"].get("gate", {})
     fig, axes = _figure(10, 3.2, len(panels))
     for ax, (column, title, xlabel, limits) in zip(axes, panels):
-        _hist_axes(ax, builds, column, title, xlabel)
-        for key, label in limits:
-            _threshold(ax, gate.get(key), label)
-    return _svg(fig, name)
+        _hist_axes(ax, builds, column, title, xlabel,
+                   [(gate[key], label) for key, label in limits if gate.get(key) is not None])
+    _legends_below(fig, axes)
+    return fig
 
 
-def plot_codebook(builds: list[BuildStats]) -> str:
+def plot_codebook(builds: list[BuildStats]):
     fig, (ax,) = _figure(10, 3.0)
     ax.set_title("Codebook usage (units ranked by frequency)", fontsize=10)
     for i, b in enumerate(builds):
@@ -273,48 +338,61 @@ def plot_codebook(builds: list[BuildStats]) -> str:
         ax.text(0.5, 0.5, "no units", transform=ax.transAxes, ha="center", va="center", color="grey")
     else:
         ax.set_yscale("log")
-        ax.legend(fontsize=7, frameon=False)
     ax.set_xlabel("unit rank")
     ax.set_ylabel("share of frames")
-    return _svg(fig, "codebook-usage")
+    _legends_below(fig, [ax])
+    return fig
 
 
-def plot_speakers(builds: list[BuildStats]) -> str:
+def plot_speakers(builds: list[BuildStats]):
+    """Hours per voice; with more than one build, each build's share of its own hours."""
     voices = sorted({v for b in builds for v in b.speaker_seconds})
     fig, (ax,) = _figure(10, max(1.6, 0.45 * max(1, len(voices)) * len(builds) + 0.8))
-    ax.set_title("Hours per speaker (question + answer)", fontsize=10)
+    share = len(builds) > 1
+    ax.set_title("Share of speech per speaker" if share else "Hours per speaker (question + answer)", fontsize=10)
     height = 0.8 / len(builds)
     for i, b in enumerate(builds):
         y = np.arange(len(voices)) + i * height
-        q = np.array([b.speaker_seconds.get(v, [0.0, 0.0])[0] / 3600 for v in voices])
-        a = np.array([b.speaker_seconds.get(v, [0.0, 0.0])[1] / 3600 for v in voices])
+        scale = 1 / max(sum(map(sum, b.speaker_seconds.values())), 1e-9) if share else 1 / 3600
+        q = np.array([b.speaker_seconds.get(v, [0.0, 0.0])[0] * scale for v in voices])
+        a = np.array([b.speaker_seconds.get(v, [0.0, 0.0])[1] * scale for v in voices])
         color = COLORS[i % len(COLORS)]
         ax.barh(y, q, height, color=color, alpha=0.45, label=f"{b.name}: questions")
         ax.barh(y, a, height, left=q, color=color, alpha=0.9, label=f"{b.name}: answers")
     ax.set_yticks(np.arange(len(voices)) + height * (len(builds) - 1) / 2, voices)
-    ax.set_xlabel("hours")
-    ax.legend(fontsize=7, frameon=False, loc="upper left", bbox_to_anchor=(1.01, 1))
-    return _svg(fig, "speaker-hours")
+    ax.invert_yaxis()  # the first voice and build on top, as the legend lists them
+    ax.set_xlabel("share of the build's speech (question + answer)" if share else "hours")
+    _legends_below(fig, [ax])
+    return fig
 
 
-def plot_rejects(builds: list[BuildStats]) -> str:
+def plot_rejects(builds: list[BuildStats]):
+    """Rejected turns by stage and reason; with more than one build, as a share of each build's turns."""
     reasons = sorted({r for b in builds for r in b.manifest["rejects_by_reason"]})
     fig, (ax,) = _figure(10, max(1.6, 0.4 * max(1, len(reasons)) * len(builds) + 0.8))
     ax.set_title("Rejects by stage and reason", fontsize=10)
     if not reasons:
         ax.text(0.5, 0.5, "no rejects", transform=ax.transAxes, ha="center", va="center", color="grey")
         ax.set_yticks([])
-        return _svg(fig, "rejects")
+        return fig
+    share = len(builds) > 1
     height = 0.8 / len(builds)
     for i, b in enumerate(builds):
-        counts = [b.manifest["rejects_by_reason"].get(r, 0) for r in reasons]
+        turns = max(b.manifest["rows"] + b.manifest["rejected"], 1) if share else 1
+        counts = [b.manifest["rejects_by_reason"].get(r, 0) / turns for r in reasons]
         ax.barh(np.arange(len(reasons)) + i * height, counts, height, color=COLORS[i % len(COLORS)], label=b.name)
     ax.set_yticks(np.arange(len(reasons)) + height * (len(builds) - 1) / 2, reasons)
     ax.invert_yaxis()
-    ax.set_xlabel("turns")
-    if len(builds) > 1:
-        ax.legend(fontsize=7, frameon=False, loc="upper left", bbox_to_anchor=(1.01, 1))
-    return _svg(fig, "rejects")
+    ax.set_xlabel("share of the build's turns" if share else "turns")
+    if share:
+        _legends_below(fig, [ax])
+    return fig
+
+
+def figures(builds: list[BuildStats]) -> dict:
+    """Every plot of the distributions section as a matplotlib figure, by name."""
+    makers = {"codebook-usage": plot_codebook, "speaker-hours": plot_speakers, "rejects": plot_rejects}
+    return {name: makers[name](builds) if name in makers else plot_histograms(builds, name) for name in PLOTS}
 
 
 def plot_words(audio: np.ndarray, rate: int, words: list[dict[str, Any]], duration: float) -> str:
@@ -378,7 +456,7 @@ def _summary(builds: list[BuildStats]) -> str:
             "hours (question / answer)": f"{m['hours'] - m['answer_hours']:.3f} / {m['answer_hours']:.3f}",
             "speakers": f"{len(voices)}: {', '.join(voices)}" if voices else "0",
             "unit tokenizer": str(m["models"].get("tokenizer", "?")),
-            "config fingerprint": str(m.get("plan", {}).get("config_fingerprint", "?")),
+            "config fingerprint": b.fingerprint or "not recorded",
             "work units committed": f"{m['committed_units']} of {m['num_units']}",
             "format": m["format"],
         }
@@ -405,13 +483,11 @@ def _plots(builds: list[BuildStats]) -> str:
         "chars-per-second": "Speaking rate of the answers; dashed: the gate's limits.",
         "units-per-second": "Speech units per second of answer audio, before and after collapsing repeated units.",
         "codebook-usage": "How evenly the answers use the unit codebook (all codebooks).",
-        "speaker-hours": "Hours of speech per voice.",
-        "rejects": "Refused turns by stage and reason.",
+        "speaker-hours": "Speech per voice: hours (with --compare, each build's share of its own speech).",
+        "rejects": "Refused turns by stage and reason (with --compare, each build's share of its turns).",
     }
-    makers = {"codebook-usage": plot_codebook, "speaker-hours": plot_speakers, "rejects": plot_rejects}
-    figures = {name: makers[name](builds) if name in makers else plot_histograms(builds, name) for name in PLOTS}
     return "".join(f'<figure class="plot" data-plot="{name}">{svg}<figcaption>{_e(captions[name])}</figcaption>'
-                   "</figure>" for name, svg in figures.items())
+                   "</figure>" for name, svg in ((n, _svg(f, n)) for n, f in figures(builds).items()))
 
 
 def _audio(cell: dict[str, Any] | None, label: str, voice: str | None, duration: float | None) -> str:
@@ -452,43 +528,54 @@ def _clip(text: str | None, limit: int = 400) -> str | None:
 
 
 def _rejects(samples: dict[str, list[dict[str, Any]]], counts: dict[str, int]) -> str:
+    """Sample rejects per reason: what the ASR was to hear and what it heard where the rejects hold
+    them (columns ``expected`` and ``heard``), the detail otherwise."""
     if not samples:
         return "<p>No rejects.</p>"
     out = []
     for reason, rows in samples.items():
         out.append(f'<div class="reject-reason" data-reason="{_e(reason)}"><h3>{_e(reason)} '
                    f'<span class="muted">({_turns(counts.get(reason, len(rows)))})</span></h3>')
-        out.append(_table([(r["id"], r["source_position"], _clip(r["detail"])) for r in rows],
-                          ("id", "input position", "detail")) + "</div>")
+        if any(r.get("expected") or r.get("heard") for r in rows):
+            table = _table([(r["id"], r["source_position"], _clip(r.get("expected")), _clip(r.get("heard")),
+                             _clip(r["detail"])) for r in rows],
+                           ("id", "input position", "expected (what was spoken)", "heard (ASR)", "detail"), "heard")
+        else:
+            table = _table([(r["id"], r["source_position"], _clip(r["detail"])) for r in rows],
+                           ("id", "input position", "detail"))
+        out.append(table + "</div>")
     return "".join(out)
 
 
-def render_report(root: str | Path, output: str | Path, *, rows: int = 8, seed: int = 0,
+def render_report(root: str | Path, output: str | Path | None = None, *, rows: int = 8, seed: int = 0,
                   compare: str | Path | None = None, rejects_per_reason: int = 3,
                   progress: bool = True) -> dict[str, Any]:
-    """Write the HTML report of a build (and, with ``compare``, a second build overlaid); return what it holds."""
+    """Write the HTML report of a build (and, with ``compare``, a second build overlaid); return what it holds.
+
+    The page goes to ``output``, or to ``report.html`` inside the build (on any filesystem).
+    """
     from tqdm import tqdm
 
     from echoforge import __version__
 
     t0 = time.perf_counter()
     manifests = [load_manifest(r) for r in ([root, compare] if compare else [root])]
-    steps = sum(len(m["shards"]) for m in manifests) + len(manifests[0]["rejects"])
-    with tqdm(total=steps, desc="report", unit="file", file=sys.stderr, dynamic_ncols=True,
-              disable=not progress) as bar:
+    files = sum(len(m["shards"]) for m in manifests) + len(manifests[0]["rejects"])
+    bar_options = {"unit": "file", "file": sys.stderr, "dynamic_ncols": True, "disable": not progress}
+    with tqdm(total=files, desc="report: figures", **bar_options) as bar:
         builds = [collect_stats(root, rows=rows, seed=seed, bar=bar)]
         if compare:
             builds.append(collect_stats(compare, rows=0, seed=seed, bar=bar))
-        if len(builds) > 1 and builds[1].name == builds[0].name:
-            builds[1].name += " (compare)"
         rejects = sample_rejects(root, per_reason=rejects_per_reason, seed=seed)
         bar.update(len(manifests[0]["rejects"]))
-        main = builds[0]
-        by_shard: dict[str, tuple[dict, set[str]]] = {}
-        for rid, shard in main.sample:
-            by_shard.setdefault(shard["path"], (shard, set()))[1].add(rid)
-        fetched: dict[str, dict[str, Any]] = {}
-        bar.total += len(by_shard)
+    if len(builds) > 1 and builds[1].name == builds[0].name:
+        builds[1].name += " (compare)"
+    main = builds[0]
+    by_shard: dict[str, tuple[dict, set[str]]] = {}
+    for rid, shard in main.sample:
+        by_shard.setdefault(shard["path"], (shard, set()))[1].add(rid)
+    fetched: dict[str, dict[str, Any]] = {}
+    with tqdm(total=len(by_shard), desc="report: sample rows", **bar_options) as bar:
         for shard, ids in by_shard.values():
             fetched.update({r["id"]: r for r in fetch_rows(root, main.manifest["format"], shard, ids)})
             bar.update(1)
@@ -496,7 +583,8 @@ def render_report(root: str | Path, output: str | Path, *, rows: int = 8, seed: 
     listen_page, listen_plots = listen_html([root, compare] if compare else [root])
     title = f"echoforge report: {main.name}" + (f" vs {builds[1].name}" if compare else "")
     row_html = "".join(_row(r) for r in sample_rows) or "<p>No rows.</p>"
-    compare_note = (f"<p>{_e(builds[1].name)} is overlaid in the plots; the sample rows and rejects are "
+    compare_note = (f"<p>{_e(builds[1].name)} is overlaid in the plots, each build as its share of rows, speech "
+                    f"or turns so that builds of any size compare; the sample rows and rejects are "
                     f"{_e(main.name)}'s.</p>" if compare else "")
     page = f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
@@ -507,16 +595,22 @@ def render_report(root: str | Path, output: str | Path, *, rows: int = 8, seed: 
 <section id="summary"><h2>Summary</h2>{_summary(builds)}</section>
 <section id="distributions"><h2>Distributions</h2>{compare_note}{_plots(builds)}{listen_page}</section>
 <section id="rows"><h2>Sample rows</h2><p class="muted">{len(sample_rows)} rows drawn with seed {seed}
-from {main.manifest['rows']}.</p>{row_html}</section>
+from {main.manifest['rows']}, each asking a different question.</p>{row_html}</section>
 <section id="rejects"><h2>Rejects</h2><p class="muted">Up to {rejects_per_reason} turns per reason, drawn with
 seed {seed}.</p>{_rejects(rejects, main.manifest['rejects_by_reason'])}</section>
 </body></html>
 """
+    data = page.encode()
     try:
-        Path(output).write_text(page, encoding="utf-8")
+        if output is None:
+            folder = open_folder(root)
+            folder.write_bytes("report.html", data)
+            output = folder.url_of("report.html")
+        else:
+            Path(output).write_bytes(data)
     except OSError as exc:
-        raise EchoforgeError(f"cannot write the report to {output}: {exc.strerror}") from None
-    return {"output": str(output), "bytes": len(page.encode()), "rows": len(sample_rows),
+        raise EchoforgeError(f"cannot write the report to {output or root}: {exc.strerror or exc}") from None
+    return {"output": str(output), "bytes": len(data), "rows": len(sample_rows),
             "rejects": sum(len(v) for v in rejects.values()), "plots": [*PLOTS, *listen_plots],
             "seconds": round(time.perf_counter() - t0, 2)}
 

@@ -63,12 +63,22 @@ def _differences(old: Any, new: Any, path: str = "") -> list[str]:
 
 
 def _describe_change(old: dict[str, Any], new: dict[str, Any]) -> str:
-    """``input X (content), setting synthesis.seed, package piper-tts 1.8.0 -> 1.9.0``."""
-    shown = []
+    """``--limit 4 -> 8, input X (content), setting synthesis.seed, package piper-tts 1.8.0 -> 1.9.0``.
+
+    The plan's other fields follow from the inputs, ``--limit`` and ``run.work_unit_rows``: they
+    are named only when nothing else explains them.
+    """
     diffs = _differences(old, new)
+    derived = [d for d in diffs if d.startswith("plan.") and d != "plan.limit"]
+    if len(derived) < len(diffs):
+        diffs = [d for d in diffs if d not in derived]
+    shown = []
     for d in diffs[:4]:
         head, _, rest = d.partition(".")
-        if d.startswith("inputs["):
+        if d == "plan.limit":
+            was, now = ("none" if v is None else v for v in (old["plan"].get("limit"), new["plan"].get("limit")))
+            shown.append(f"--limit {was} -> {now}")
+        elif d.startswith("inputs["):
             i = int(d[len("inputs["):d.index("]")])
             inputs = new.get("inputs", [])
             uri = inputs[i]["uri"] if i < len(inputs) else f"#{i}"
@@ -79,6 +89,12 @@ def _describe_change(old: dict[str, Any], new: dict[str, Any]) -> str:
             shown.append(f"{ {'config': 'setting', 'models': 'model'}.get(head, head)} {rest}".strip())
     more = f" and {len(diffs) - 4} more" if len(diffs) > 4 else ""
     return ", ".join(shown) + more
+
+
+def _refuse_foreign(folder: DataFolder) -> None:
+    """Refuse a folder that holds files but no build (before the lease, so that nothing is left in it)."""
+    if not folder.exists(BUILD) and any(not rel.startswith(f"{INTERNAL}/") for rel in folder.list()):
+        raise EchoforgeError(f"{folder.url} exists and is not an echoforge output; choose an empty or new --output")
 
 
 def _claim(folder: DataFolder, identity: dict[str, Any], overwrite: bool) -> None:
@@ -98,8 +114,7 @@ def _claim(folder: DataFolder, identity: dict[str, Any], overwrite: bool) -> Non
             f"{folder.url} holds a build made differently ({_describe_change(old, identity)} changed); "
             "resuming would mix two pipelines: choose a new --output or pass --overwrite"
         )
-    if any(not rel.startswith(f"{INTERNAL}/") for rel in folder.list()):
-        raise EchoforgeError(f"{folder.url} exists and is not an echoforge output; choose an empty or new --output")
+    _refuse_foreign(folder)
     folder.write_json(BUILD, identity)
 
 
@@ -132,8 +147,9 @@ def build(
 ) -> dict[str, Any]:
     """Build (or resume building) a corpus on any filesystem; returns the manifest.
 
-    ``on_progress(entry, done, total)`` is called once before any work (entry None) and after
-    each work unit commits. ``verify`` checks the sha256 of sealed shards on resume too (parts
+    ``on_progress(entry, done, total)`` is called once before any work, with the summed figures
+    of the ``done`` units a resume keeps (``rows``, ``rejected``, ``audio_seconds``), and after
+    each work unit commits, with its commit entry. ``verify`` checks the sha256 of sealed shards on resume too (parts
     not yet sealed are always checked).
     """
     limit_malloc_arenas()  # before any thread starts: the driver runs stages too
@@ -149,6 +165,8 @@ def build(
     shards = ShardPlan.of(len(plan.units), plan.rows_per_unit, config.output, config.synthesis.keep_answer_audio)
     layout = Layout(folder, shards, config.output.format)
     job = Job(config, plan, layout)
+    if not overwrite:
+        _refuse_foreign(folder)
     with Lease(folder, config.run.lease_ttl_s, break_existing=break_lease):
         identity = build_identity(plan, config, limit, identities(job.stages()))
         _claim(folder, identity, overwrite)
@@ -158,7 +176,7 @@ def build(
         runner = get_engine(engine, workers=workers, **(engine_options or {}))
         count = len(done)
         if on_progress:
-            on_progress(None, count, len(plan.units))
+            on_progress(totals, count, len(plan.units))
         try:
             for entry in runner.run(job, pending):
                 add_figures(totals, entry)

@@ -11,12 +11,19 @@ with no rows and one reject naming its input range) and the build goes on.
 
 Where CUDA devices exist, worker *i* sees only device ``i mod n`` (``CUDA_VISIBLE_DEVICES``),
 so model stages spread over the GPUs instead of all landing on ``cuda:0``.
+
+Elsewhere (no CUDA device, and torch, whose OpenMP threads a fork does not survive, not
+imported), workers are forked from the driver after it has set the stages up, so they start
+with its imports and models instead of loading their own (benchmarks/startup.py). A fork does
+not copy threads: stages holding CTranslate2 models, which run on threads of their own, are
+set up again in each worker from a cleared cache; the driver's copies are kept unused.
 """
 
 from __future__ import annotations
 
 import multiprocessing as mp
 import os
+import sys
 from collections import deque
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
@@ -42,6 +49,38 @@ def _init_worker(job: Job, devices: list[str], counter) -> None:
     _worker_stages = job.stages()
     for stage in _worker_stages:
         stage.ensure_setup()
+
+
+#: Packages whose models run on threads of their own, which a forked process does not have.
+THREADED = ("ctranslate2", "faster_whisper")
+
+
+def _holds_threaded_model(obj: Any, depth: int = 3) -> bool:
+    if type(obj).__module__.partition(".")[0] in THREADED:
+        return True
+    if depth == 0:
+        return False
+    children = (obj.values() if isinstance(obj, dict) else obj if isinstance(obj, (list, tuple))
+                else vars(obj).values() if hasattr(obj, "__dict__") else ())
+    return any(_holds_threaded_model(c, depth - 1) for c in children)
+
+
+def _init_forked(job: Job) -> None:
+    """A worker forked from the driver: its set-up stages, with threaded models loaded anew."""
+    global _worker_job, _worker_stages
+    from echoforge.backends.asr import load_whisper
+
+    load_whisper.cache_clear()  # the driver's models stay referenced by its stages, never freed here
+    _worker_job = job
+    _worker_stages = [type(s)(job.config) if _holds_threaded_model(s) else s for s in job.stages()]
+    for stage in _worker_stages:
+        stage.ensure_setup()
+
+
+def _can_fork(job: Job, devices: list[str]) -> bool:
+    """Fork from the driver where its stages are set up and nothing in it is known to break across a fork."""
+    return ("fork" in mp.get_all_start_methods() and not devices and "torch" not in sys.modules
+            and job._stages is not None and all(s._ready for s in job._stages))
 
 
 def _run_unit(unit: WorkUnit) -> dict[str, Any]:
@@ -70,9 +109,14 @@ class LocalEngine(Engine):
         self._pool: ProcessPoolExecutor | None = None
 
     def _start_pool(self, job: Job, workers: int) -> ProcessPoolExecutor:
+        devices = _cuda_devices()
+        if _can_fork(job, devices):
+            self._pool = ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("fork"),
+                                             initializer=_init_forked, initargs=(job,))
+            return self._pool
         ctx = mp.get_context("spawn")
         self._pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init_worker,
-                                         initargs=(job, _cuda_devices(), ctx.Value("i", 0)))
+                                         initargs=(job, devices, ctx.Value("i", 0)))
         return self._pool
 
     def run(self, job: Job, units: list[WorkUnit]) -> Iterator[dict[str, Any]]:
