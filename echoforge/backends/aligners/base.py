@@ -6,6 +6,8 @@ other codec-LM voices) and to check the ones that do (``eval-units``).
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 
 from echoforge.config import AlignConfig
@@ -13,6 +15,16 @@ from echoforge.registry import Registry
 from echoforge.schemas.records import Word
 
 word_aligners: Registry[WordAligner] = Registry("word aligner")
+
+
+class AlignItem(NamedTuple):
+    """One utterance to align: its audio and words, and where the synthesiser put its sentences
+    (``(start_s, end_s, number of words)`` each, in order, covering all the words), when known."""
+
+    audio: np.ndarray
+    sample_rate: int
+    words: list[str]
+    sentences: list[tuple[float, float, int]] | None = None
 
 
 class WordAligner:
@@ -29,10 +41,12 @@ class WordAligner:
     def setup(self) -> None:
         raise NotImplementedError
 
-    def align(self, audio: np.ndarray, sample_rate: int, words: list[str]) -> list[Word | None]:
-        return self.align_batch([(audio, sample_rate, words)])[0]
+    def align(self, audio: np.ndarray, sample_rate: int, words: list[str],
+              sentences: list[tuple[float, float, int]] | None = None) -> list[Word | None]:
+        return self.align_batch([AlignItem(audio, sample_rate, words, sentences)])[0]
 
-    def align_batch(self, items: list[tuple[np.ndarray, int, list[str]]]) -> list[list[Word | None]]:
+    def align_batch(self, items: list[AlignItem]) -> list[list[Word | None]]:
+        """Word spans of each item (plain ``(audio, rate, words)`` tuples are items too)."""
         raise NotImplementedError
 
     def identity(self) -> dict[str, str]:
