@@ -17,16 +17,16 @@ from tiny_models import save_wav2vec2_ctc, speechlike
 SENTENCES = ("The quick brown fox jumps over the lazy dog.",
              "Forty two people came to the meeting at seven o'clock, and nobody left early.")
 # A long spoken answer (numbers as the normaliser writes them, names, a list): about 40 s
-LONG = ("Apollo eleven launched from Kennedy Space Center on July sixteenth, nineteen sixty nine, carrying "
-        "Neil Armstrong, Buzz Aldrin and Michael Collins.",
-        "The Saturn five rocket burned about two thousand tonnes of propellant in its first one hundred and "
-        "sixty eight seconds.",
+LONG = (("Apollo eleven launched from Kennedy Space Center on July sixteenth, nineteen sixty nine, carrying "
+         "Neil Armstrong, Buzz Aldrin and Michael Collins."),
+        ("The Saturn five rocket burned about two thousand tonnes of propellant in its first one hundred and "
+         "sixty eight seconds."),
         "Four days later, the lunar module Eagle separated from Columbia and landed in the Sea of Tranquility.",
-        "Armstrong stepped onto the surface at two fifty six UTC on July twenty first, followed by Aldrin "
-        "about nineteen minutes later.",
+        ("Armstrong stepped onto the surface at two fifty six UTC on July twenty first, followed by Aldrin "
+         "about nineteen minutes later."),
         "They collected twenty one point five kilograms of rock, planted a flag and left a plaque.",
-        "The crew splashed down in the Pacific on July twenty fourth, after eight days, three hours and "
-        "eighteen minutes in flight.")
+        ("The crew splashed down in the Pacific on July twenty fourth, after eight days, three hours and "
+         "eighteen minutes in flight."))
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_gpu_benchmark_runs_on_cpu(tmp_path):
     out = tmp_path / "gpu.json"
     done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "gpu.py"), "--device", "cpu", "--small",
-                           "--gpus", "4", "--json", str(out)], capture_output=True, text=True, timeout=900)
+                           "--gpus", "4", "--json", str(out)], capture_output=True, text=True, timeout=900, check=False)
     assert done.returncode == 0, done.stderr[-2000:]
     report = json.loads(out.read_text())
     assert report["facts"]["device"] == "cpu" and report["facts"]["device_name"]

@@ -19,6 +19,7 @@ out of place.
 from __future__ import annotations
 
 import functools
+import itertools
 import math
 import re
 
@@ -92,7 +93,7 @@ class CTCAligner(WordAligner):
             raise ValueError(f"{len(sentences)} sentences hold {sum(n for _, _, n in sentences)} words, "
                              f"not the {len(words)} words given")
         cuts = [0] + [min(len(emissions), round((a[1] + b[0]) / 2 / self.frame_s))
-                      for a, b in zip(sentences, sentences[1:])] + [len(emissions)]
+                      for a, b in itertools.pairwise(sentences)] + [len(emissions)]
         out: list[Word | None] = []
         for (_, _, n), lo, hi in zip(sentences, cuts, cuts[1:]):
             shift = lo * self.frame_s
