@@ -185,6 +185,11 @@ def test_evaluate_units_on_a_tiny_corpus(corpus):
     assert report["ctc_words_total"] == sum(len(r.words) for r in read_corpus(corpus)[2])
     assert report["ctc_words_matched"] >= 0.9 * report["ctc_words_total"]
     assert report["ctc_median_start_error_ms"] <= 50 and 0.5 <= report["ctc_within_100ms"] <= 1.0
+    assert report["ctc_rows_by_sentence"] == report["rows"]  # every row's sentences aligned one by one
+    rows = read_corpus(corpus)[2]
+    long_rows = [r for r in rows if r.duration_s >= 15]
+    assert report["ctc_long_rows"] == len(long_rows)
+    assert report["ctc_long_words_total"] == sum(len(r.words) for r in long_rows)
 
 
 def test_real_units_carry_more_phone_information_than_random_labels(corpus):

@@ -53,6 +53,7 @@ from echoforge.schemas.records import Turn, dedup_frames
 from echoforge.seeding import stable_uniform
 
 MFCC_RATE = 16_000
+LONG_ANSWER_S = 15.0  # answers at least this long have their own CTC agreement figures (ctc_long_*)
 BASELINE_FRAME_RATE = 50.0
 
 Progress = Callable[[str, int, int], None]
@@ -169,6 +170,7 @@ class CorpusRow:
     codebook_size: int
     tokenizer: str
     words: list[tuple[str, float, float]] = field(default_factory=list)
+    sentence_spans: list[tuple[float, float]] = field(default_factory=list)
 
     @property
     def audio(self) -> np.ndarray:
@@ -207,6 +209,7 @@ def read_corpus(root: str | Path, limit: int | None = None) -> tuple[BuildConfig
                 units=np.asarray(r["answer_units"], dtype=np.int32), frame_rate=float(r["units_frame_rate"]),
                 codebook_size=int(r["units_codebook_size"]), tokenizer=r["units_tokenizer"],
                 words=[(w["word"], float(w["start_s"]), float(w["end_s"])) for w in r["alignment"]],
+                sentence_spans=[(float(s["start_s"]), float(s["end_s"])) for s in r["segments"]],
             ))
     if not rows:
         raise EchoforgeError(f"{root} has no rows with answer audio and units to evaluate")
@@ -389,27 +392,48 @@ def _alignment(config: BuildConfig, rows: list[CorpusRow], progress: Progress | 
     return alignment_figures(errors, total)
 
 
+def sentence_spans(row: CorpusRow) -> list[tuple[float, float, int]] | None:
+    """The row's sentences as the CTC aligner takes them (span and word count), or ``None`` when
+    their words do not add up to the alignment column's."""
+    from echoforge.backends.tts.base import sentence_words
+
+    spans = [(a, b, len(sentence_words(text))) for (a, b), text in zip(row.sentence_spans, row.sentences)]
+    return spans if spans and sum(n for _, _, n in spans) == len(row.words) else None
+
+
 def ctc_agreement(rows: list[CorpusRow], aligner: str, model: str | None = None,
                   progress: Progress | None = None, batch_size: int = 8) -> dict[str, Any]:
     """Word starts of a CTC forced aligner against the synthesiser's (the ``alignment`` column):
-    ``ctc_*`` figures as :func:`alignment_figures` gives them (CTC − synthesiser)."""
+    ``ctc_*`` figures as :func:`alignment_figures` gives them (CTC − synthesiser), over all rows and
+    (``ctc_long_*``) over the answers of at least ``LONG_ANSWER_S``. Each row's sentences (the
+    ``segments`` spans) are aligned one by one."""
+    from echoforge.backends.aligners import AlignItem
     from echoforge.registry import word_aligners
 
     ctc = word_aligners.create(aligner, **({"model": model} if model else {}))
     ctc.setup()
     errors: list[float] = []
-    total = 0
+    long_errors: list[float] = []
+    total = long_total = long_rows = by_sentence = 0
     for i in range(0, len(rows), batch_size):
         if progress:
             progress("ctc-align", i, len(rows))
         chunk = rows[i: i + batch_size]
-        placed = ctc.align_batch([(r.audio, r.sample_rate, [w for w, _, _ in r.words]) for r in chunk])
-        for row, spans in zip(chunk, placed):
+        items = [AlignItem(r.audio, r.sample_rate, [w for w, _, _ in r.words], sentence_spans(r)) for r in chunk]
+        by_sentence += sum(it.sentences is not None for it in items)
+        for row, spans in zip(chunk, ctc.align_batch(items)):
+            row_errors = start_differences([start for _, start, _ in row.words], spans)
             total += len(row.words)
-            errors.extend(start_differences([start for _, start, _ in row.words], spans))
+            errors.extend(row_errors)
+            if row.duration_s >= LONG_ANSWER_S:
+                long_rows += 1
+                long_total += len(row.words)
+                long_errors.extend(row_errors)
     if progress:
         progress("ctc-align", len(rows), len(rows))
-    return {"ctc_aligner": ctc.identity()["aligner"], **alignment_figures(errors, total, prefix="ctc")}
+    return {"ctc_aligner": ctc.identity()["aligner"], "ctc_rows_by_sentence": by_sentence,
+            **alignment_figures(errors, total, prefix="ctc"),
+            "ctc_long_rows": long_rows, **alignment_figures(long_errors, long_total, prefix="ctc_long")}
 
 
 def report_lines(report: dict[str, Any]) -> list[str]:
@@ -438,9 +462,14 @@ def report_lines(report: dict[str, Any]) -> list[str]:
             lines.append("alignment vs Whisper word starts: no words matched")
     if r.get("ctc_words_matched"):
         lines.append(f"CTC aligner ({r['ctc_aligner']}) vs synthesiser word starts: median difference "
-                     f"{r['ctc_median_start_error_ms']:.0f} ms, {r['ctc_within_50ms']:.1%} within 50 ms, "
+                     f"{r['ctc_median_start_error_ms']:.0f} ms, 90th percentile {r['ctc_p90_start_error_ms']:.0f} ms, "
+                     f"{r['ctc_within_50ms']:.1%} within 50 ms, "
                      f"{r['ctc_within_100ms']:.1%} within 100 ms, median signed {r['ctc_median_signed_error_ms']:+.0f} ms "
                      f"({r['ctc_words_matched']} of {r['ctc_words_total']} words placed)")
     elif "ctc_words_total" in r:
         lines.append(f"CTC aligner ({r['ctc_aligner']}): no words placed")
+    if r.get("ctc_long_words_matched"):
+        lines.append(f"  on the {r['ctc_long_rows']} answers of {LONG_ANSWER_S:g} s or more: median "
+                     f"{r['ctc_long_median_start_error_ms']:.0f} ms, 90th percentile {r['ctc_long_p90_start_error_ms']:.0f} ms, "
+                     f"{r['ctc_long_within_100ms']:.1%} within 100 ms ({r['ctc_long_words_matched']} words)")
     return lines

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from echoforge.backends.aligners import create_aligner
+from echoforge.backends.aligners import AlignItem, create_aligner
 from echoforge.backends.aligners.agreement import alignment_figures, start_differences
 from echoforge.backends.llm_tokenizer import LLMTokenizer
 from echoforge.text.words import WORD_RE, sentence_words
@@ -230,7 +230,8 @@ class Align(Stage[Turn]):
         self._setup_aligner()
         if self._aligner_error is not None:
             return {t.id: self._aligner_error for t in turns}
-        items = [(t.answer_speech.audio, t.answer_speech.sample_rate, _spoken_words(t)) for t in turns]
+        items = [AlignItem(t.answer_speech.audio, t.answer_speech.sample_rate, _spoken_words(t), _sentence_spans(t))
+                 for t in turns]
         try:
             return {t.id: p for t, p in zip(turns, self.aligner.align_batch(items))}
         except Exception:  # noqa: BLE001 - find the turn that fails below
@@ -282,3 +283,12 @@ class Align(Stage[Turn]):
 def _spoken_words(turn: Turn) -> list[str]:
     """The answer's words as every TTS backend counts them (one ``Speech.words`` entry each)."""
     return [w for sentence in turn.answer_sentences for w in sentence_words(sentence)]
+
+
+def _sentence_spans(turn: Turn) -> list[tuple[float, float, int]] | None:
+    """The synthesiser's span and word count of each answer sentence (the CTC aligner aligns them
+    one by one); ``None`` when the voice gave no sentence spans."""
+    spans = turn.answer_speech.sentences
+    if len(spans) != len(turn.answer_sentences):
+        return None
+    return [(s.start_s, s.end_s, len(sentence_words(text))) for s, text in zip(spans, turn.answer_sentences)]

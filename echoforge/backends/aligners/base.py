@@ -6,12 +6,24 @@ other codec-LM voices) and to check the ones that do (``eval-units``).
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 
 from echoforge.config import AlignConfig
 from echoforge.registry import word_aligners
 from echoforge.schemas.records import Word
 
+
+
+class AlignItem(NamedTuple):
+    """One utterance to align: its audio and words, and where the synthesiser put its sentences
+    (``(start_s, end_s, number of words)`` each, in order, covering all the words), when known."""
+
+    audio: np.ndarray
+    sample_rate: int
+    words: list[str]
+    sentences: list[tuple[float, float, int]] | None = None
 
 
 class WordAligner:
@@ -28,10 +40,12 @@ class WordAligner:
     def setup(self) -> None:
         raise NotImplementedError
 
-    def align(self, audio: np.ndarray, sample_rate: int, words: list[str]) -> list[Word | None]:
-        return self.align_batch([(audio, sample_rate, words)])[0]
+    def align(self, audio: np.ndarray, sample_rate: int, words: list[str],
+              sentences: list[tuple[float, float, int]] | None = None) -> list[Word | None]:
+        return self.align_batch([AlignItem(audio, sample_rate, words, sentences)])[0]
 
-    def align_batch(self, items: list[tuple[np.ndarray, int, list[str]]]) -> list[list[Word | None]]:
+    def align_batch(self, items: list[AlignItem]) -> list[list[Word | None]]:
+        """Word spans of each item (plain ``(audio, rate, words)`` tuples are items too)."""
         raise NotImplementedError
 
     def identity(self) -> dict[str, str]:

@@ -8,18 +8,25 @@ and ends at the last frame of its last. Two models:
   frames, 191 IPA tokens, blank 190, ``<wb>`` between words); runs offline on CPU.
 * ``wav2vec2``: any ``transformers`` ``Wav2Vec2ForCTC`` checkpoint with its CTC tokenizer (a
   local directory, or a Hub id when online), characters as tokens and ``|`` between words.
+
+Long answers: a model that hears at most ``window_s`` of audio (hama: 30 s; it silently drops
+the rest) gets overlapping windows whose middle frames are joined, and when the synthesiser's
+sentence spans are given each sentence's words are aligned in its own stretch of frames (cut
+halfway through the pauses), so a word the G2P spells wrongly cannot pull the rest of the answer
+out of place.
 """
 
 from __future__ import annotations
 
 import functools
+import itertools
 import math
 import re
 
 import numpy as np
 
 from echoforge.audio import resample
-from echoforge.backends.aligners.base import WordAligner
+from echoforge.backends.aligners.base import AlignItem, WordAligner
 from echoforge.registry import word_aligners
 from echoforge.backends.speech_encoders import normalized, padded_encoder_states, preprocessor_normalizes
 from echoforge.config import AlignConfig
@@ -40,18 +47,60 @@ class CTCAligner(WordAligner):
     frame_s = 0.02
     blank = 0
     separator: int | None = None
+    window_s: float | None = None  # the longest audio the model hears in one call (None: any length)
+    context_s = 2.0  # audio heard on each side of the frames a window keeps
 
     def emissions_batch(self, waves: list[np.ndarray]) -> list[np.ndarray]:
-        """(frames, tokens) log-probabilities of each 16 kHz waveform."""
+        """(frames, tokens) log-probabilities of each 16 kHz waveform (each within the window)."""
         raise NotImplementedError
 
     def word_tokens(self, word: str) -> list[int]:
         """Token ids of one word (empty when it has none)."""
         raise NotImplementedError
 
-    def align_batch(self, items: list[tuple[np.ndarray, int, list[str]]]) -> list[list[Word | None]]:
-        waves = [resample(np.asarray(a, dtype=np.float32), sr, CTC_RATE) for a, sr, _ in items]
-        return [self.place(em, words) for em, (_, _, words) in zip(self.emissions_batch(waves), items)]
+    def windows(self, n: int) -> list[tuple[int, int, int, int | None]]:
+        """How to hear n samples: ``(lo, hi, first, count)`` per window: the model hears samples
+        ``[lo, hi)`` and its frames ``[first, first + count)`` are kept (``None``: to the end)."""
+        hop = round(self.frame_s * CTC_RATE)
+        if self.window_s is None or n <= self.window_s * CTC_RATE:
+            return [(0, n, 0, None)]
+        context = int(self.context_s * CTC_RATE) // hop * hop
+        step = int(self.window_s * CTC_RATE - 2 * context) // hop * hop
+        out = []
+        for start in range(0, n, step):
+            lo, last = max(0, start - context), start + step >= n
+            out.append((lo, n if last else start + step + context, (start - lo) // hop, None if last else step // hop))
+        return out
+
+    def emissions(self, waves: list[np.ndarray]) -> list[np.ndarray]:
+        """Log-probabilities of 16 kHz waveforms of any length: windows of all of them in one batch."""
+        plans = [self.windows(len(w)) for w in waves]
+        heard = iter(self.emissions_batch([w[lo:hi] for w, plan in zip(waves, plans) for lo, hi, _, _ in plan]))
+        return [np.concatenate([next(heard)[first:None if count is None else first + count]
+                                for _, _, first, count in plan]) for plan in plans]
+
+    def align_batch(self, items: list[AlignItem]) -> list[list[Word | None]]:
+        items = [AlignItem(*item) for item in items]
+        waves = [resample(np.asarray(it.audio, dtype=np.float32), it.sample_rate, CTC_RATE) for it in items]
+        return [self.place_sentences(em, it.words, it.sentences) for em, it in zip(self.emissions(waves), items)]
+
+    def place_sentences(self, emissions: np.ndarray, words: list[str],
+                        sentences: list[tuple[float, float, int]] | None) -> list[Word | None]:
+        """Spans of the words, each sentence's in its own frames: from halfway through the pause
+        before it to halfway through the pause after it (all frames at once without sentences)."""
+        if not sentences:
+            return self.place(emissions, words)
+        if sum(n for _, _, n in sentences) != len(words):
+            raise ValueError(f"{len(sentences)} sentences hold {sum(n for _, _, n in sentences)} words, "
+                             f"not the {len(words)} words given")
+        cuts = [0] + [min(len(emissions), round((a[1] + b[0]) / 2 / self.frame_s))
+                      for a, b in itertools.pairwise(sentences)] + [len(emissions)]
+        out: list[Word | None] = []
+        for (_, _, n), lo, hi in zip(sentences, cuts, cuts[1:]):
+            shift = lo * self.frame_s
+            for p in self.place(emissions[lo:max(lo, hi)], words[len(out):len(out) + n]):
+                out.append(None if p is None else Word(p.word, round(p.start_s + shift, 4), round(p.end_s + shift, 4)))
+        return out
 
     def place(self, emissions: np.ndarray, words: list[str]) -> list[Word | None]:
         """Spans of the words in one utterance's log-probabilities."""
@@ -94,6 +143,7 @@ class HamaAligner(CTCAligner):
     """The ``hama`` phoneme CTC model with its G2P (English words → IPA tokens)."""
 
     name = "hama"
+    window_s = 30.0  # the model gives at most 1,500 frames: audio past 30 s is never heard
 
     def setup(self) -> None:
         hama = require("hama", "the hama CTC aligner", "align")
