@@ -36,7 +36,7 @@ from echoforge.schemas.records import Transcript
 
 WHISPER_RATE = 16_000
 _WINDOW_FRAMES = 3000  # 30 s of 10 ms mel frames: Whisper's window
-NO_SPEECH = 0.6  # faster-whisper's no-speech threshold: above it (and unlikely text), no speech
+NO_SPEECH = 0.6  # faster-whisper's no-speech threshold: above it, Whisper heard no speech
 MAX_COMPRESSION_RATIO = 2.4  # faster-whisper's: a transcript that zlib shrinks more is repetitive
 MIN_AVG_LOGPROB = -1.0  # faster-whisper's: a less likely transcript is heard again
 FALLBACK_TEMPERATURES = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)  # faster-whisper's schedule
@@ -268,8 +268,8 @@ class WhisperASR:
             tokens = r.sequences_ids[0]
             # faster-whisper's recovery of the mean log-probability from the length-normalised score
             avg = r.scores[0] * len(tokens) / (len(tokens) + 1)
-            if r.no_speech_prob > NO_SPEECH and avg < MIN_AVG_LOGPROB:
-                tokens = []  # faster-whisper's silence: hearing nothing is no confidence in any text
+            if r.no_speech_prob > NO_SPEECH:
+                tokens = []  # silence (a silent clip is not heard as "you"): no confidence in any text
             text = tok.decode(tokens[:budget]).strip()
             fault = fast_path_fault(len(tokens), budget, text, avg)
             confidence = round(math.exp(avg), 4) if tokens else 0.0
