@@ -233,7 +233,8 @@ class WhisperASR:
         Each clip may decode to :func:`token_budget` tokens of its duration. A transcript that
         fails :func:`fast_path_fault` is heard again from ``audio16k(i)`` (the clip's 16 kHz
         audio): encoded anew with real silence around it (path ``padded``), then, if that fails
-        too, by :meth:`transcribe` (path ``fallback``). Without ``audio16k`` it is None.
+        too, by :meth:`transcribe` (path ``fallback``); a clip still heard as silence once
+        padded is heard as nothing. Without ``audio16k`` it is None.
         """
         out: list[Transcript | None] = []
         size = self.batch_size if self.device == "cuda" else 1
@@ -243,15 +244,18 @@ class WhisperASR:
                     audio = audio16k(start + k)
                     pad = np.zeros(int(_PAD_S * WHISPER_RATE), np.float32)
                     padded = np.concatenate([pad[:WHISPER_RATE // 4], audio.astype(np.float32), pad])
-                    heard = self._greedy([self.encode(padded)], "padded", len(audio) / WHISPER_RATE)[0]
+                    heard = self._greedy([self.encode(padded)], "padded", len(audio) / WHISPER_RATE, True)[0]
                     if heard is None:
                         heard = self.transcribe(audio, path="fallback")
                 out.append(heard)
         return out
 
-    def _greedy(self, group: list[np.ndarray], path: str, seconds: float | None = None) -> list[Transcript | None]:
+    def _greedy(self, group: list[np.ndarray], path: str, seconds: float | None = None,
+                silence: bool = False) -> list[Transcript | None]:
         """One batch of encoder states decoded greedily within each clip's token budget (of
-        ``seconds`` of speech, else of the states' own length); None where it fails the checks."""
+        ``seconds`` of speech, else of the states' own length); None where it fails the checks,
+        or, unless ``silence`` may stand, where Whisper heard no speech (which Whisper base
+        says of many one-word clips in the fast path)."""
         import ctranslate2
 
         tail = silent_window_states(self._model)
@@ -271,7 +275,7 @@ class WhisperASR:
             if r.no_speech_prob > NO_SPEECH:
                 tokens = []  # silence (a silent clip is not heard as "you"): no confidence in any text
             text = tok.decode(tokens[:budget]).strip()
-            fault = fast_path_fault(len(tokens), budget, text, avg)
+            fault = fast_path_fault(len(tokens), budget, text, avg) or (None if tokens or silence else "no speech")
             confidence = round(math.exp(avg), 4) if tokens else 0.0
             out.append(None if fault else Transcript(text, [], confidence, self.identity()["asr"], path))
         return out
