@@ -330,3 +330,17 @@ def test_the_gate_audits_a_hash_chosen_share_of_its_decisions(parts):
     # off by default for these two: neither id falls in the default 2 % share
     kept, rejected = parts["gates"]["both"].process([clean, wrong])
     assert "second_judge_audit" not in kept[0].quality and rejected[0].second_judge_audit == ""
+
+
+def test_batched_decoding_holds_each_clip_to_its_own_budget(parts):
+    """The GPU path decodes ``batch_size`` clips in one ``generate`` (run here on CPU): a long
+    clip's budget bounds the batch, and the short clip beside it is still checked against its
+    own and heard again when it loops."""
+    asr = WhisperASR(batch_size=4)
+    asr.setup()
+    asr.device = "cuda"  # the model stays on CPU; only the batching follows the GPU path
+    short = parts["backend"].synthesize(VoiceRequest(("Navigation.",), "joe", 1.0, 21))
+    clips = [resample(a.audio, a.sample_rate, 16_000) for a in (parts["answer"], short)]
+    long, nav = asr.transcribe_batch(clips)
+    assert "small animals at dawn" in long.text.lower() and long.path == "fast"
+    assert nav.path == "padded" and nav.text.lower().strip(".") == "navigation"
