@@ -93,6 +93,8 @@ class Gate(Stage[Turn]):
             self.second = Gate(config.with_overrides(gate={
                 "asr_model": g.second_judge, "question_asr_model": g.second_judge, "answer_asr_model": g.second_judge,
                 "second_judge": "none", "audit_rate": 0.0}))
+            for asr in self.second.asr.values():
+                asr.fallback = False  # it judges what the fast and padded paths hear: at most two decodes
 
     @property
     def resources(self) -> Resources:
