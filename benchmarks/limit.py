@@ -1,6 +1,7 @@
 """The synthesiser's limit: the full pipeline's throughput against Piper alone, on the same texts.
 
     python benchmarks/limit.py --rows 40
+    python benchmarks/limit.py --rows 12 --only asr gate     # the gate's CPU cost alone
 
 One process per measurement, one CPU thread each, the same spoken texts (the input's first
 ``--rows`` rows through ingest and the speakable stage):
@@ -9,6 +10,8 @@ One process per measurement, one CPU thread each, the same spoken texts (the inp
   and answer text (its default session, and one intra-op thread; the faster is the reference);
 - **ASR alone**: the gate's round trip (``WhisperASR.transcribe_batch``) over that audio;
 - **tokenizer alone**: the default tokenizer over the answers;
+- **gate alone**: the gate stage over the turns that synthesis, tokenize and align made of the
+  texts (models loaded first; the answers' transcripts come from the tokenize stage, as in a build);
 - **pipeline**: ``build`` with one worker (everything: reading, models, stages, commit).
 
 Figures are seconds of audio per CPU-second (models loaded before timing, except for the
@@ -26,6 +29,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+MEASURES = ("piper", "asr", "tokenizer", "gate", "pipeline")
 SAMPLE = Path(__file__).resolve().parents[1] / "echoforge" / "data" / "sharegpt_sample.json"
 
 CHILD = r"""
@@ -35,14 +39,16 @@ from echoforge.config import parse_config
 what, inp, rows, out = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
 config = parse_config({"run": {"workers": 1}})
 
+def rows_in():
+    from echoforge.pipeline.workunits import plan_work_units
+    plan = plan_work_units([inp], config.run.work_unit_rows, rows)
+    return [r for unit in plan.units for r in plan.read(unit)]
+
 def spoken():
     from echoforge.pipeline.stages import run_chain
-    from echoforge.pipeline.workunits import plan_work_units
     from echoforge.transforms.ingest import Ingest
     from echoforge.transforms.speakable import Speakable
-    plan = plan_work_units([inp], config.run.work_unit_rows, rows)
-    rows_in = [r for unit in plan.units for r in plan.read(unit)]
-    return run_chain([Ingest(config), Speakable(config)], rows_in).kept
+    return run_chain([Ingest(config), Speakable(config)], rows_in()).kept
 
 def piper_audio(turns, threads):
     from piper import PiperVoice
@@ -83,6 +89,21 @@ elif what in ("asr", "tokenizer"):
         tok.encode_batch([(c, sr) for c in answers])
         audio = sum(map(len, answers)) / sr
     result[what] = {"audio_s": audio, "cpu_s": time.process_time() - c0}
+elif what == "gate":
+    from echoforge.pipeline.stages import build_stages, run_chain
+    stages = build_stages(config)
+    turns = run_chain(stages[:-1], rows_in()).kept
+    gate = stages[-1]; gate.ensure_setup()
+    c0 = time.process_time()
+    kept, rejected = gate.process(turns)
+    cpu = time.process_time() - c0
+    paths = {}
+    for t in kept:
+        for side in ("question", "answer"):
+            p = t.quality.get(f"{side}_asr_path"); paths[p] = paths.get(p, 0) + 1
+    result["gate"] = {"audio_s": sum(t.question_speech.duration_s + t.answer_speech.duration_s for t in turns),
+                      "cpu_s": cpu, "turns": len(turns), "kept": len(kept), "asr_paths": paths,
+                      "rejects": sorted(r.reason for r in rejected)}
 else:
     from echoforge.pipeline.build import build
     c0 = time.process_time()
@@ -107,12 +128,16 @@ def main() -> None:
     p.add_argument("--rows", type=int, default=40, help="input rows (conversations) of the sample")
     p.add_argument("--input", default=str(SAMPLE))
     p.add_argument("--json", action="store_true")
+    p.add_argument("--only", nargs="+", choices=MEASURES, help="measure these alone (printed as JSON)")
     args = p.parse_args()
     results: dict = {}
-    for what in ("piper", "asr", "tokenizer", "pipeline"):
+    for what in args.only or ("piper", "asr", "tokenizer", "pipeline"):
         results.update(measure(what, args.input, args.rows))
     for r in results.values():
         r["audio_s_per_cpu_s"] = r["audio_s"] / r["cpu_s"]
+    if args.only:
+        print(json.dumps(results, indent=2))
+        return
     piper = max(results["default session"]["audio_s_per_cpu_s"], results["1 thread"]["audio_s_per_cpu_s"])
     pipe = results["pipeline"]
     stages = pipe["stage_seconds"]

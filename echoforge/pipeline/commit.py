@@ -30,6 +30,7 @@ from echoforge.hashing import sha256_file
 from echoforge.pipeline.layout import INTERNAL, SHARD_KINDS, SPLITS, TMP, Layout
 from echoforge.schemas.columns import reject_schema, reject_to_row, row_schema, split_of, turn_to_row
 from echoforge.schemas.records import Reject, Turn
+from echoforge.transforms.gate import audit_counts
 
 
 class CommitError(EchoforgeError):
@@ -84,6 +85,7 @@ def commit_unit(layout: Layout, unit, turns: list[Turn], rejects: list[Reject], 
         "audio_seconds": round(sum(hours.values()) * 3600.0, 3),
         "answer_audio_seconds": round(sum(t.answer_speech.duration_s for t in turns), 3),
         "stage_seconds": {k: round(v, 4) for k, v in seconds.items()},
+        "gate_audit": audit_counts(turns, rejects),
         "quarantined": quarantined,
     }
     folder.write_json(layout.marker(unit.index), entry)
@@ -193,7 +195,7 @@ def aggregate(markers: Iterable[dict[str, Any]]) -> dict[str, Any]:
     """Summed figures of unit markers (rows, rejects by reason, hours, stage seconds)."""
     out: dict[str, Any] = {"units": 0, "rows": 0, "rows_by_split": dict.fromkeys(SPLITS, 0), "rejected": 0,
                            "rejects_by_reason": {}, "audio_seconds": 0.0, "answer_audio_seconds": 0.0,
-                           "stage_seconds": {}, "quarantined": []}
+                           "stage_seconds": {}, "gate_audit": {}, "quarantined": []}
     for m in markers:
         add_figures(out, m)
     return out
@@ -212,6 +214,8 @@ def add_figures(total: dict[str, Any], m: dict[str, Any]) -> None:
     total["answer_audio_seconds"] = round(total["answer_audio_seconds"] + m["answer_audio_seconds"], 3)
     for k, v in m["stage_seconds"].items():
         total["stage_seconds"][k] = round(total["stage_seconds"].get(k, 0.0) + v, 4)
+    for k, v in m.get("gate_audit", {}).items():  # markers of older builds have none
+        total["gate_audit"][k] = total["gate_audit"].get(k, 0) + v
     q = m.get("quarantined")
     if isinstance(q, list):
         total["quarantined"].extend(q)

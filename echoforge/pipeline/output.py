@@ -125,6 +125,7 @@ def finalize(layout: Layout, totals: dict[str, Any], *, build_info: dict[str, An
         "hours": round(figures["audio_seconds"] / 3600.0, 6),
         "answer_hours": round(figures["answer_audio_seconds"] / 3600.0, 6),
         "stage_seconds": figures["stage_seconds"],
+        "gate_audit": figures["gate_audit"],
         "shard_plan": {"units_per_shard": layout.shards.units_per_shard, "aux_factor": layout.shards.aux_factor,
                        "shards": {k: layout.shards.count(k) for k in SHARD_KINDS}},
         "shards": shards,

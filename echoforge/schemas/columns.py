@@ -51,6 +51,10 @@ QUALITY_FEATURES: dict[str, Any] = {
     "answer_asr_confidence": Value("float32"),
     "question_per": Value("float32"),
     "answer_per": Value("float32"),
+    "question_asr_path": Value("string"),
+    "answer_asr_path": Value("string"),
+    "second_judge_overturned": Value("string"),
+    "second_judge_audit": Value("string"),
 }
 
 #: Where the word timings came from (``synthesiser`` or ``ctc``) and, with ``align.check``, how the
@@ -124,6 +128,9 @@ REJECT_FEATURES = Features(
         "stage": Value("string"),
         "reason": Value("string"),
         "detail": Value("string"),
+        "expected": Value("string"),
+        "heard": Value("string"),
+        "second_judge_audit": Value("string"),
     }
 )
 

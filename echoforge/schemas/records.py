@@ -50,6 +50,7 @@ class Transcript:
     words: list[tuple[str, float, float]] = field(default_factory=list)  # (word, start s, end s) when asked for
     confidence: float = 0.0  # exp of the mean token log-probability, 0..1
     model: str = ""  # identity of the ASR model that heard it
+    path: str = ""  # how it was decoded: "fast", "fallback" or "transcribe" (see backends/asr.py)
 
 
 @dataclass
@@ -127,6 +128,9 @@ class Reject:
     turn_index: int = -1
     input_row: int = -1
     work_unit: int = -1
+    expected: str = ""  # the spoken text the gate judged against
+    heard: str = ""  # what the gate's ASR heard
+    second_judge_audit: str = ""  # audited by the gate's second judge: "keep" or the reason it would reject
 
     @classmethod
     def of(cls, turn: Turn, stage: str, reason: str, detail: str) -> Reject:

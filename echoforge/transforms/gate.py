@@ -7,16 +7,21 @@ figure becomes a column; thresholds live in :class:`~echoforge.config.GateConfig
 is rejected with the figure that failed. A side of fewer than ``short_words`` words is judged by
 its CER (or the ASR's confidence, or its phoneme error rate) instead of its WER: one misheard
 word of two is WER 0.5, while "mixed" heard as "mix" is CER 0.4, and the source's typo
-"Confucious" read as "Confucius" is phoneme error rate 0.
+"Confucious" read as "Confucius" is phoneme error rate 0. The hypothesis is judged without what
+a decoder adds to a short clip (a phrase said again in a row, a trailing "you"), and a short side
+that fails is heard again by a second ASR (``gate.second_judge``) before it is rejected. The
+second judge also re-hears a hash-chosen share of all decisions (``gate.audit_rate``): the
+gate's own audit, counted in the manifest.
 """
 
 from __future__ import annotations
 
-from echoforge.audio import clipping_ratio, edge_silence, resample
+import hashlib
 import logging
 
 import numpy as np
 
+from echoforge.audio import clipping_ratio, edge_silence, resample
 from echoforge.backends.asr import WHISPER_RATE, WhisperASR
 from echoforge.backends.phonemes import PhonemeChecker
 from echoforge.config import BuildConfig
@@ -38,11 +43,34 @@ class WordErrorRate:
     def normalize(self, text: str) -> str:
         return self._norm(text)
 
+    def clean(self, reference: str, hypothesis: str) -> str:
+        """The normalised hypothesis without what a decoder adds to short clips: a phrase of up
+        to four words said again right after itself where the reference does not repeat it, and
+        a trailing "you" or "thank you" the reference does not end with. A hypothesis of
+        punctuation alone normalises to nothing: heard nothing."""
+        ref, hyp = self._norm(reference).split(), self._norm(hypothesis).split()
+        said = f" {' '.join(ref)} "
+        i = 0
+        while i < len(hyp):
+            for size in range(1, 5):
+                twice = hyp[i:i + 2 * size]
+                if len(twice) == 2 * size and twice[:size] == twice[size:] and f" {' '.join(twice)} " not in said:
+                    del hyp[i + size:i + 2 * size]
+                    break
+            else:
+                i += 1
+        for ending in (["thank", "you"], ["you"]):
+            if len(hyp) > len(ending) and hyp[-len(ending):] == ending and ref[-len(ending):] != ending:
+                hyp = hyp[:-len(ending)]
+                break
+        return " ".join(hyp)
+
     def __call__(self, reference: str, hypothesis: str, unit: str = "word") -> float:
-        """WER (``unit="word"``) or CER (``unit="char"``) of the normalised texts."""
+        """WER (``unit="word"``) or CER (``unit="char"``) of the normalised reference and the
+        :meth:`clean` hypothesis."""
         import jiwer
 
-        ref, hyp = self._norm(reference).strip(), self._norm(hypothesis).strip()
+        ref, hyp = self._norm(reference).strip(), self.clean(reference, hypothesis)
         if not ref:
             return 0.0 if not hyp else 1.0
         if not hyp:
@@ -59,6 +87,13 @@ class Gate(Stage[Turn]):
         self.asr = {side: asr for side in SIDES if (asr := WhisperASR.for_side(g, side)) is not None}
         self.phonemes = PhonemeChecker() if g.phonemes or g.short_judge == "phonemes" else None
         self.wer: WordErrorRate | None = None
+        self.second: Gate | None = None  # the same gate with the second judge's ASR on both sides
+        if self.asr and g.second_judge != "none":
+            self.second = Gate(config.with_overrides(gate={
+                "asr_model": g.second_judge, "question_asr_model": g.second_judge, "answer_asr_model": g.second_judge,
+                "second_judge": "none", "audit_rate": 0.0}))
+            for asr in self.second.asr.values():
+                asr.fallback = False  # it judges what the fast and padded paths hear: at most two decodes
 
     @property
     def resources(self) -> Resources:
@@ -72,10 +107,14 @@ class Gate(Stage[Turn]):
         if self.phonemes is not None:
             self.phonemes.setup()
         self.wer = WordErrorRate()
+        if self.second is not None:
+            self.second.ensure_setup()
 
     def identity(self) -> dict[str, str]:
         ids = {side: asr.identity()["asr"] for side, asr in self.asr.items()}
         extra = self.phonemes.identity() if self.phonemes is not None else {}
+        if self.second is not None:
+            extra["second_judge"] = next(iter(self.second.identity().values()))
         if len(set(ids.values())) <= 1:
             return {**{"asr": v for v in ids.values()}, **extra}
         return {**{f"{side}_asr": v for side, v in ids.items()}, **extra}
@@ -84,19 +123,24 @@ class Gate(Stage[Turn]):
         """Each turn's transcript per side with an ASR: the answer's from the tokenize stage when it
         shared this ASR's encoder, the rest transcribed here as one batch per side."""
         heard: list[dict[str, Transcript]] = [{} for _ in turns]
-        for side, asr in self.asr.items():
-            todo = []
-            for i, turn in enumerate(turns):
-                shared = turn.answer_heard if side == "answer" else None
-                if shared is not None and shared.model == asr.identity()["asr"]:
-                    heard[i][side] = shared
-                else:
-                    todo.append(i)
-            speech = [getattr(turns[i], f"{side}_speech") for i in todo]
-            clips = [resample(s.audio, s.sample_rate, WHISPER_RATE) for s in speech]
-            for i, transcript in zip(todo, asr.transcribe_batch(clips)):
-                heard[i][side] = transcript
+        for side in self.asr:
+            for h, transcript in zip(heard, self.hear_side(turns, side)):
+                h[side] = transcript
         return heard
+
+    def hear_side(self, turns: list[Turn], side: str) -> list[Transcript]:
+        """One side's transcripts of turns (that side must have an ASR)."""
+        asr = self.asr[side]
+        out: list[Transcript | None] = []
+        for turn in turns:
+            shared = turn.answer_heard if side == "answer" else None
+            out.append(shared if shared is not None and shared.model == asr.identity()["asr"] else None)
+        todo = [i for i, t in enumerate(out) if t is None]
+        speech = [getattr(turns[i], f"{side}_speech") for i in todo]
+        clips = [resample(s.audio, s.sample_rate, WHISPER_RATE) for s in speech]
+        for i, transcript in zip(todo, asr.transcribe_batch(clips)):
+            out[i] = transcript
+        return out
 
     def process(self, batch: list[Turn]) -> tuple[list[Turn], list[Reject]]:
         """Length rules, then one batched ASR pass per side, then each turn's figures and limits;
@@ -110,7 +154,7 @@ class Gate(Stage[Turn]):
                     raise StageReject("bad_audio", "the audio has non-finite samples")
                 ready.append(turn)
             except StageReject as r:
-                rejected.append(Reject.of(turn, self.name, r.reason, r.detail))
+                rejected.append(self.reject(turn, r))
         try:
             heard = self.hear(ready)
         except Exception:  # noqa: BLE001 - find the turn that fails below
@@ -118,11 +162,15 @@ class Gate(Stage[Turn]):
             kept, more = super().process(ready)
             return kept, rejected + more
         kept: list[Turn] = []
+        decided: list[Turn | Reject] = []
         for turn, h in zip(ready, heard):
             try:
-                kept.append(self.judge(turn, h))
+                decided.append(self.judge(turn, h))
             except StageReject as r:
-                rejected.append(Reject.of(turn, self.name, r.reason, r.detail))
+                decided.append(self.reject(turn, r, h))
+        self.audit(ready, decided)
+        for d in decided:
+            (rejected if isinstance(d, Reject) else kept).append(d)
         return kept, rejected
 
     def process_one(self, turn: Turn) -> Turn:
@@ -133,6 +181,41 @@ class Gate(Stage[Turn]):
         figures, ref_words = self.measure(turn, heard)
         self.check(turn, figures, ref_words)
         return turn.replace(quality=figures, answer_heard=None)
+
+    def reject(self, turn: Turn, r: StageReject, heard: dict[str, Transcript] | None = None) -> Reject:
+        """A reject that shows what was judged: the side's spoken text, what the ASR heard and how."""
+        side = "question" if r.reason.startswith("question_") else "answer"
+        said = heard.get(side) if heard else None
+        detail = r.detail
+        if said is not None:
+            detail += f"; {side} heard by the {said.path} path, confidence {said.confidence:.3f}"
+        out = Reject.of(turn, self.name, r.reason, detail)
+        out.expected = getattr(turn, f"{side}_spoken") or ""
+        out.heard = said.text if said is not None else ""
+        return out
+
+    def decide(self, turn: Turn) -> str | None:
+        """This gate's decision on a turn, length rules aside: None to keep it, else the reason."""
+        figures, ref_words = self.measure(turn, self.hear([turn])[0])
+        try:
+            self.check(turn, figures, ref_words)
+        except StageReject as r:
+            return r.reason
+        return None
+
+    def audit(self, turns: list[Turn], decided: list[Turn | Reject]) -> None:
+        """The second judge's verdict on the turns chosen by :func:`audited`, recorded on each
+        decision (``second_judge_audit``: "keep" or the reason it would reject)."""
+        rate = self.config.gate.audit_rate
+        if self.second is None or rate <= 0:
+            return
+        for turn, d in zip(turns, decided):
+            if audited(turn.id, rate):
+                verdict = self.second.decide(turn) or "keep"
+                if isinstance(d, Reject):
+                    d.second_judge_audit = verdict
+                else:
+                    d.quality["second_judge_audit"] = verdict
 
     def measure(self, turn: Turn, heard: dict[str, Transcript]) -> tuple[dict[str, float | str | None], dict[str, int]]:
         """Quality figures of a turn, and the word count of each side's normalised reference."""
@@ -150,6 +233,7 @@ class Gate(Stage[Turn]):
                 figures[f"{side}_wer"] = round(self.wer(spoken, text), 4)
                 figures[f"{side}_cer"] = round(self.wer(spoken, text, unit="char"), 4)
                 figures[f"{side}_asr_confidence"] = heard[side].confidence
+                figures[f"{side}_asr_path"] = heard[side].path or None
                 ref_words[side] = len(self.wer.normalize(spoken).split())
             if self.phonemes is not None:
                 audio16k = resample(speech.audio, speech.sample_rate, WHISPER_RATE)
@@ -188,7 +272,7 @@ class Gate(Stage[Turn]):
                     side = name.split("_")[0]
                     words = ref_words.get(side, 0)
                     if words < g.short_words:
-                        self.check_short(side, f)
+                        self.check_short_or_overturn(turn, side, f)
                         continue
                     if round(value * words) < min(g.min_word_errors, words):
                         continue
@@ -208,6 +292,21 @@ class Gate(Stage[Turn]):
             raise StageReject("answer_units_too_long",
                               f"answer_dedup_units={units} above the maximum {g.max_answer_dedup_units}")
 
+    def check_short_or_overturn(self, turn: Turn, side: str, f: dict) -> None:
+        """:meth:`check_short`; a side that fails it is heard again by the second judge and kept
+        (``second_judge_overturned`` names the reason it escaped) if it passes there."""
+        try:
+            self.check_short(side, f)
+        except StageReject as r:
+            if self.second is None or side not in self.second.asr:
+                raise
+            again, _ = self.second.measure(turn, {side: self.second.hear_side([turn], side)[0]})
+            try:
+                self.second.check_short(side, again)
+            except StageReject:
+                raise r from None
+            f["second_judge_overturned"] = r.reason
+
     def check_short(self, side: str, f: dict) -> None:
         """Judge a side too short for WER by its CER or the ASR's confidence; raise when it fails."""
         g = self.config.gate
@@ -221,3 +320,18 @@ class Gate(Stage[Turn]):
         if g.short_judge == "confidence" and f[f"{side}_asr_confidence"] < g.min_short_confidence:
             raise StageReject(f"{side}_asr_confidence_low", f"{side}_asr_confidence={f[f'{side}_asr_confidence']:.3f} "
                               f"below the minimum {g.min_short_confidence}{heard}")
+
+
+def audited(turn_id: str, rate: float) -> bool:
+    """Whether the gate's audit re-hears a turn: a hash of its id (not the split's) below ``rate``."""
+    h = int.from_bytes(hashlib.sha256(f"gate-audit:{turn_id}".encode()).digest()[:8], "big")
+    return h / 2**64 < rate
+
+
+def audit_counts(turns: list[Turn], rejects: list[Reject]) -> dict[str, int]:
+    """The second judge's figures of a set of decisions (summed over work units in the manifest)."""
+    kept = [t.quality.get("second_judge_audit") for t in turns if t.quality.get("second_judge_audit")]
+    refused = [r.second_judge_audit for r in rejects if r.second_judge_audit]
+    return {"overturned": sum(1 for t in turns if t.quality.get("second_judge_overturned")),
+            "audited_kept": len(kept), "audited_kept_second_rejects": sum(v != "keep" for v in kept),
+            "audited_rejects": len(refused), "audited_rejects_second_keeps": sum(v == "keep" for v in refused)}
