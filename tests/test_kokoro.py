@@ -17,6 +17,7 @@ from echoforge.commands.eval_gate import evaluate_gate
 from echoforge.config import KokoroConfig, parse_config
 from echoforge.errors import ConfigError
 from echoforge.pipeline.build import build
+from echoforge.transforms.synthesize import Synthesize
 
 from conftest import FAST_CONFIG
 
@@ -115,6 +116,14 @@ def test_the_default_pool_has_many_user_voices_and_one_assistant(monkeypatch):
     pool = VoicePool(c.backend, [c.assistant_voice, *c.user_voices], c)
     assert pool.backend_of("joe") == "piper" and {pool.backend_of(v) for v in users} == {"kokoro"}
     assert FAST_CONFIG["synthesis"] == {"voices": "fast"}  # the rest of the suite stays on Piper
+
+
+def test_kokoro_on_cuda_asks_the_engine_for_a_gpu():
+    def gpus(device: str) -> float:
+        synthesis = {"voices": "default", "kokoro": {"device": device}}
+        return Synthesize(parse_config({"synthesis": synthesis})).resources.num_gpus
+
+    assert (gpus("cpu"), gpus("cuda")) == (0.0, 1.0)
 
 
 # --- builds ---
