@@ -6,7 +6,8 @@ Each preset (``synthesis.voices: fast``: Piper's joe on both sides; ``default``:
 drawn from 64 Kokoro mixtures, the assistant Piper's joe) builds the same rows in a fresh
 process, one worker, so CPU time is the build's own. Reported per preset: audio seconds per
 CPU second, the synthesize stage's share of stage time, distinct user voices, the kept rows'
-question WER by the build's gate ASR, and the questions' DNSMOS OVRL (P.835, ``speechmos``).
+question WER by the build's gate ASR, and the DNSMOS OVRL (P.835, ``speechmos``) of the first
+``--dnsmos`` kept questions. The presets build side by side (CPU time is per process).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import json
 import subprocess
 import sys
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 CHILD = r"""
@@ -32,8 +34,9 @@ print(json.dumps({"wall": time.perf_counter() - t0, "cpu": time.process_time() -
 """
 
 
-def quality(out: Path) -> dict:
-    """Distinct user voices, mean question WER and mean question DNSMOS OVRL of the kept rows."""
+def quality(out: Path, dnsmos_clips: int) -> dict:
+    """Distinct user voices and mean question WER of the kept rows; mean DNSMOS OVRL of the first
+    ``dnsmos_clips`` kept questions."""
     import numpy as np
     import pyarrow.parquet as pq
     import soundfile as sf
@@ -41,9 +44,9 @@ def quality(out: Path) -> dict:
 
     manifest = json.loads((out / "manifest.json").read_text())
     rows = [r for s in manifest["shards"] for r in pq.read_table(
-        out / s["path"], columns=["question_voice", "question_wer", "question_audio"]).to_pylist()]
+        out / s["path"], columns=["id", "question_voice", "question_wer", "question_audio"]).to_pylist()]
     ovrl = []
-    for r in rows:
+    for r in sorted(rows, key=lambda r: r["id"])[:dnsmos_clips]:
         audio, rate = sf.read(io.BytesIO(r["question_audio"]["bytes"]), dtype="float32")
         ovrl.append(dnsmos.run(audio, rate)["ovrl_mos"])
     return {"user_voices": len({r["question_voice"] for r in rows}),
@@ -51,13 +54,14 @@ def quality(out: Path) -> dict:
             "question_dnsmos_ovrl": float(np.mean(ovrl))}
 
 
-def run(inp: str, rows: int, preset: str) -> dict:
+def run(inp: str, rows: int, preset: str, dnsmos_clips: int) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "out"
         proc = subprocess.run([sys.executable, "-c", CHILD, inp, str(out), str(rows), preset],
                               capture_output=True, text=True, check=True)
         r = json.loads(proc.stdout.strip().splitlines()[-1])
-        r.update(quality(out))
+        print(preset, json.dumps(r), file=sys.stderr, flush=True)
+        r.update(quality(out, dnsmos_clips))
     r["audio_s_per_cpu_s"] = r["audio_s"] / r["cpu"]
     r["synthesize_share"] = r["stage_seconds"]["synthesize"] / sum(r["stage_seconds"].values())
     return r
@@ -68,9 +72,13 @@ def main() -> None:
     p.add_argument("--rows", type=int, default=40)
     p.add_argument("--input", default=str(Path(__file__).resolve().parents[1] / "echoforge" / "data"
                                           / "sharegpt_sample.json"))
+    p.add_argument("--dnsmos", type=int, default=24, help="kept questions scored by DNSMOS per preset")
     p.add_argument("--json", action="store_true")
     args = p.parse_args()
-    results = {preset: run(args.input, args.rows, preset) for preset in ("fast", "default")}
+    presets = ("fast", "default")
+    with ThreadPoolExecutor(len(presets)) as pool:
+        done = pool.map(lambda preset: run(args.input, args.rows, preset, args.dnsmos), presets)
+    results = dict(zip(presets, done))
     if args.json:
         print(json.dumps(results, indent=2))
         return
