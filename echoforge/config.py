@@ -5,6 +5,7 @@ from __future__ import annotations
 import difflib
 import hashlib
 import json
+import os
 import types
 from pathlib import Path
 from typing import Any, ClassVar, Literal
@@ -138,6 +139,20 @@ class BackendSections(Section):
         return self.__pydantic_extra__[name]
 
 
+#: The user voices of the "default" preset: 64 seeded Kokoro mixtures (the assistant keeps one voice).
+DEFAULT_USER_VOICES = ["kokoro:blend(n=64, seed=0)"]
+
+
+def preset_voices(preset: str, backend: str) -> tuple[str, list[str]]:
+    """(assistant voice, user voices) of a ``synthesis.voices`` preset: "default" gives the users
+    Kokoro mixtures and the assistant Piper's joe (Kokoro's jf_alpha when ``backend`` is kokoro);
+    "fast" is Piper's joe on both sides."""
+    joe = "joe" if backend == "piper" else "piper:joe"
+    if preset == "fast":
+        return joe, [joe]
+    return ("jf_alpha" if backend == "kokoro" else joe), list(DEFAULT_USER_VOICES)
+
+
 class SynthesisConfig(BackendSections):
     """``synthesis``: voices and their policy; ``synthesis.<backend>`` sections come from the TTS
     backends' own config models (``piper``, ``coqui``, …)."""
@@ -147,14 +162,25 @@ class SynthesisConfig(BackendSections):
     _choice = "backend"
 
     backend: str = "piper"
+    # Unset assistant_voice / user_voices come from this preset; unset: ECHOFORGE_VOICES or "default"
+    voices: Literal["default", "fast"] = "default"
     assistant_voice: str = "joe"
-    user_voices: list[str] = ["joe"]
+    user_voices: list[str] = DEFAULT_USER_VOICES
     rate_jitter: float = Field(0.08, ge=0.0, lt=0.5)
     assistant_rate_jitter: float = Field(0.03, ge=0.0, lt=0.5)
     seed: int = 0
     sentence_pause_s: float = Field(0.25, ge=0.0, le=2.0)
     keep_answer_audio: bool = True
     batch_size: int = Field(8, ge=1)
+    @model_validator(mode="before")
+    @classmethod
+    def _preset(cls, data: Any) -> Any:
+        """Unset ``voices``: ``ECHOFORGE_VOICES`` or "default"; unset voices: the preset's."""
+        if not isinstance(data, dict):
+            return data
+        preset = data.get("voices") or os.environ.get("ECHOFORGE_VOICES") or "default"
+        assistant, users = preset_voices(preset, data.get("backend", "piper"))
+        return {"assistant_voice": assistant, "user_voices": users, **data, "voices": preset}
 
     @model_validator(mode="after")
     def _voices(self) -> SynthesisConfig:

@@ -24,10 +24,15 @@ def inject_env(**faults: str) -> dict[str, str]:
     path = os.pathsep.join([str(INJECT), str(ROOT), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)
     return {**os.environ, "PYTHONPATH": path, **{f"ECHOFORGE_TEST_{k.upper()}": v for k, v in faults.items()}}
 
+# Every build of the suite, and its subprocesses, speaks with Piper only unless a test names
+# its voices (tests/test_kokoro.py runs the default Kokoro pool).
+os.environ["ECHOFORGE_VOICES"] = "fast"
+
 # Fast but real: every stage runs, with small work units.
 FAST_CONFIG = {
     "run": {"work_unit_rows": 3, "workers": 1},
     "output": {"validation_fraction": 0.3},
+    "synthesis": {"voices": "fast"},
 }
 
 

@@ -4,18 +4,20 @@ from __future__ import annotations
 
 from typing import Any
 
-from echoforge.backends.tts.pool import VoicePool
+from echoforge.backends.tts.pool import VoicePool, user_voices
 from echoforge.config import BuildConfig
 
 
 def list_voices(config: BuildConfig) -> list[dict[str, Any]]:
-    """One entry per voice of the pool: role, backend, speaker, sample rate, the model's other speakers."""
+    """One entry per voice of the pool (generators expanded): role, backend, speaker, sample rate,
+    the model's other speakers (a Kokoro voices file's voice packs)."""
     c = config.synthesis
-    pool = VoicePool(c.backend, [c.assistant_voice, *c.user_voices], c)
+    users = user_voices(c)
+    pool = VoicePool(c.backend, [c.assistant_voice, *users], c)
     pool.setup()
     out = []
-    for voice in dict.fromkeys([c.assistant_voice, *c.user_voices]):
-        roles = (["assistant"] if voice == c.assistant_voice else []) + (["user"] if voice in c.user_voices else [])
+    for voice in pool.voices:
+        roles = (["assistant"] if voice == c.assistant_voice else []) + (["user"] if voice in users else [])
         out.append({"voice": voice, "roles": roles, "backend": pool.backend_of(voice),
                     "speaker": pool.speaker_of(voice), "sample_rate": pool.sample_rate(voice),
                     "model_speakers": pool.speakers(voice)})

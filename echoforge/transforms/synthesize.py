@@ -12,7 +12,7 @@ import dataclasses
 
 from echoforge.audio import resample
 from echoforge.backends.tts import VoiceRequest
-from echoforge.backends.tts.pool import VoicePool
+from echoforge.backends.tts.pool import VoicePool, user_voices
 from echoforge.config import BuildConfig
 from echoforge.schemas.columns import QUESTION_SAMPLE_RATE
 from echoforge.schemas.records import Reject, Speech, Turn
@@ -27,6 +27,7 @@ class Synthesize(Stage[Turn]):
         super().__init__(config)
         c = config.synthesis
         self.backend = VoicePool(c.backend, [c.assistant_voice, *c.user_voices], c)
+        self.user_voices = user_voices(c)  # generators expanded
 
     @property
     def resources(self) -> Resources:
@@ -42,7 +43,7 @@ class Synthesize(Stage[Turn]):
     def voices_for(self, turn: Turn) -> tuple[str, float, str, float]:
         """(user voice, user rate, assistant voice, assistant rate) of a turn."""
         c = self.config.synthesis
-        user_voice = c.user_voices[stable_int(c.seed, "user-voice", turn.conversation_id) % len(c.user_voices)]
+        user_voice = self.user_voices[stable_int(c.seed, "user-voice", turn.conversation_id) % len(self.user_voices)]
         q_rate = 1.0 + c.rate_jitter * (2 * stable_uniform(c.seed, "rate", turn.id, "question") - 1)
         a_rate = 1.0 + c.assistant_rate_jitter * (2 * stable_uniform(c.seed, "rate", turn.id, "answer") - 1)
         return user_voice, round(q_rate, 4), c.assistant_voice, round(a_rate, 4)

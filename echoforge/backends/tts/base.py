@@ -7,7 +7,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from echoforge.schemas.records import Speech
+from echoforge.schemas.records import Speech, Word
+from echoforge.text.words import sentence_words
 
 if TYPE_CHECKING:
     from echoforge.config import SynthesisConfig
@@ -44,6 +45,11 @@ class TTSBackend:
         """Whether this backend runs its model on a GPU (the engine then places it on one)."""
         return False
 
+    @classmethod
+    def expand_voice(cls, voice: str, synthesis: SynthesisConfig) -> list[str]:
+        """The voices a pool entry stands for: itself, or those a voice generator names."""
+        return [voice]
+
     def setup(self) -> None:
         raise NotImplementedError
 
@@ -79,3 +85,35 @@ def fit_length(audio: np.ndarray, n: int) -> np.ndarray:
 def peak_normalize(audio: np.ndarray) -> np.ndarray:
     peak = float(np.max(np.abs(audio))) if len(audio) else 0.0
     return (audio * (PEAK / peak)).astype(np.float32) if peak > 1e-8 else audio
+
+
+def symbol_word_spans(sentence: str, symbols: list[tuple[str, int, int]], punctuations: str, offset: int,
+                sr: int) -> list[Word]:
+    """Word spans from symbol spans: words are runs of symbols between spaces and punctuation.
+
+    When the model's text cleaner split or joined words differently from the sentence, each
+    word gets a share of the spoken stretch in proportion to its length.
+    """
+    breaks = (set(punctuations or "") | {" "}) - {"'"}
+    runs: list[list[int]] = []
+    open_run = False
+    for symbol, a, b in symbols:
+        if symbol in breaks or symbol.isspace():
+            open_run = False
+            continue
+        if open_run:
+            runs[-1][1] = b
+        else:
+            runs.append([a, b])
+            open_run = True
+    tokens = sentence_words(sentence)
+    if len(runs) != len(tokens):
+        spoken = [s for s in symbols if not (s[0] in breaks or s[0].isspace())]
+        lo, hi = (spoken[0][1], spoken[-1][2]) if spoken else (0, 0)
+        total = sum(len(w) for w in tokens) or 1
+        runs, at = [], lo
+        for w in tokens:
+            end = at + (hi - lo) * len(w) // total
+            runs.append([at, end])
+            at = end
+    return [Word(w, (offset + a) / sr, (offset + b) / sr) for w, (a, b) in zip(tokens, runs)]

@@ -37,6 +37,7 @@ from echoforge.backends.tts.base import (
     VoiceRequest,
     fit_length,
     peak_normalize,
+    symbol_word_spans,
 )
 from echoforge.backends.tts.coqui_compat import fix_xtts_cache, masked_decoder, seeded_noise
 from echoforge.config import Section, SynthesisConfig
@@ -44,7 +45,6 @@ from echoforge.errors import ConfigError, require
 from echoforge.hashing import sha256_file
 from echoforge.registry import tts_backends
 from echoforge.schemas.records import Speech, Word
-from echoforge.text.words import sentence_words
 
 _CHECKPOINTS = ("model.pth", "model_file.pth", "best_model.pth", "checkpoint.pth")
 _AUDIO_SUFFIXES = (".wav", ".flac", ".mp3", ".ogg")
@@ -301,7 +301,7 @@ class CoquiBackend(TTSBackend):
                 t += len(pause)
             phones.extend((s, (t + a) / sr, (t + b) / sr) for s, a, b in symbols)
             if symbols:
-                words.extend(_word_spans(sentence, symbols, v.config.characters.punctuations, t, sr))
+                words.extend(symbol_word_spans(sentence, symbols, v.config.characters.punctuations, t, sr))
             sentences.append(Word(sentence, t / sr, (t + len(audio)) / sr))
             pieces.append(audio)
             t += len(audio)
@@ -387,35 +387,3 @@ class CoquiBackend(TTSBackend):
 def _sentence_seed(seed: int, index: int) -> int:
     """The sampling seed of a request's sentence ``index``."""
     return (seed * 1_000_003 + index) % (1 << 63)
-
-
-def _word_spans(sentence: str, symbols: list[tuple[str, int, int]], punctuations: str, offset: int,
-                sr: int) -> list[Word]:
-    """Word spans from symbol spans: words are runs of symbols between spaces and punctuation.
-
-    When the model's text cleaner split or joined words differently from the sentence, each
-    word gets a share of the spoken stretch in proportion to its length.
-    """
-    breaks = (set(punctuations or "") | {" "}) - {"'"}
-    runs: list[list[int]] = []
-    open_run = False
-    for symbol, a, b in symbols:
-        if symbol in breaks or symbol.isspace():
-            open_run = False
-            continue
-        if open_run:
-            runs[-1][1] = b
-        else:
-            runs.append([a, b])
-            open_run = True
-    tokens = sentence_words(sentence)
-    if len(runs) != len(tokens):
-        spoken = [s for s in symbols if not (s[0] in breaks or s[0].isspace())]
-        lo, hi = (spoken[0][1], spoken[-1][2]) if spoken else (0, 0)
-        total = sum(len(w) for w in tokens) or 1
-        runs, at = [], lo
-        for w in tokens:
-            end = at + (hi - lo) * len(w) // total
-            runs.append([at, end])
-            at = end
-    return [Word(w, (offset + a) / sr, (offset + b) / sr) for w, (a, b) in zip(tokens, runs)]

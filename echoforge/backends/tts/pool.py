@@ -1,6 +1,8 @@
 """A voice pool across TTS backends: ``BACKEND:VOICE`` names a voice of any registered backend
-(``piper:joe``, ``coqui:/models/vctk-vits#p225``); an unprefixed voice belongs to the default
-backend (``synthesis.backend``). One backend instance serves all of its voices."""
+(``piper:joe``, ``coqui:/models/vctk-vits#p225``, ``kokoro:jf_alpha*0.6+jm_kumo*0.4``); an
+unprefixed voice belongs to the default backend (``synthesis.backend``). A voice generator
+(``kokoro:blend(n=64, seed=7)``) stands for the voices it expands into, always the same ones.
+One backend instance serves all of its voices."""
 
 from __future__ import annotations
 
@@ -20,14 +22,31 @@ def split_voice(voice: str, default_backend: str) -> tuple[str, str]:
     return default_backend, voice
 
 
+def expand_voices(voices: list[str], default_backend: str, synthesis: SynthesisConfig) -> list[str]:
+    """The pool's voices with every generator expanded, in order, each once."""
+    out: dict[str, None] = {}
+    for voice in voices:
+        backend, inner = split_voice(voice, default_backend)
+        prefix = voice[:len(voice) - len(inner)]
+        out.update((prefix + v, None) for v in tts_backends.get(backend).expand_voice(inner, synthesis))
+    return list(out)
+
+
+def user_voices(synthesis: SynthesisConfig) -> list[str]:
+    """The voices a user may speak in: ``synthesis.user_voices`` expanded."""
+    return expand_voices(synthesis.user_voices, synthesis.backend, synthesis)
+
+
 class VoicePool(TTSBackend):
     """Routes each request to the backend of its voice; speech keeps the pool's voice name."""
 
     name = "pool"
 
     def __init__(self, default_backend: str, voices: list[str], synthesis: SynthesisConfig | None = None):
+        synthesis = synthesis or SynthesisConfig()
+        voices = expand_voices(voices, default_backend, synthesis)
         super().__init__(voices)
-        self._route = {v: split_voice(v, default_backend) for v in dict.fromkeys(voices)}
+        self._route = {v: split_voice(v, default_backend) for v in voices}
         names: dict[str, list[str]] = {}
         for backend, inner in self._route.values():
             names.setdefault(backend, []).append(inner)
