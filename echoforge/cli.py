@@ -11,11 +11,13 @@ from pathlib import Path
 import click
 
 from echoforge.config import load_config
-from echoforge.errors import EchoforgeError
+from echoforge.errors import EchoforgeError, explain
 
 
 def user_errors(fn):
-    """Print an EchoforgeError as one line and exit 2, without a traceback."""
+    """Print an EchoforgeError, or a failure of the surroundings that :func:`explain`
+    recognises (credentials, network, a missing bucket, CUDA), as one line and exit 2,
+    without a traceback."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
@@ -24,11 +26,29 @@ def user_errors(fn):
         except EchoforgeError as exc:
             click.echo(f"error: {exc}", err=True)
             sys.exit(2)
+        except Exception as exc:  # noqa: BLE001 - recognised ones get one line, others their traceback
+            line = explain(_root_cause(exc))
+            if line is None:
+                raise
+            click.echo(f"error: {line}", err=True)
+            sys.exit(2)
         except KeyboardInterrupt:
             click.echo("interrupted: committed work units are kept; rerun the same command to resume", err=True)
             sys.exit(130)
 
     return wrapper
+
+
+def _root_cause(exc: BaseException) -> BaseException:
+    """The innermost error of a chain (engines wrap the worker's error in their own)."""
+    seen = set()
+    while id(exc) not in seen:
+        seen.add(id(exc))
+        inner = getattr(exc, "cause", None) or exc.__cause__ or exc.__context__
+        if not isinstance(inner, BaseException):
+            break
+        exc = inner
+    return exc
 
 
 class ProgressBar:
@@ -94,9 +114,12 @@ def main(verbose: bool) -> None:
 @click.option("--overwrite", is_flag=True, help="Replace a different build in the output folder.")
 @click.option("--break-lease", is_flag=True, help="Take over the output from a build known to be gone.")
 @click.option("--verify", is_flag=True, help="On resume, check the sha256 of sealed shards too (reads them all).")
+@click.option("--retry-quarantined", is_flag=True, help="Recompute the work units an earlier run quarantined.")
+@click.option("--ray-timeout", type=click.FloatRange(min=1), default=30.0, show_default=True,
+              help="Seconds to wait for --ray-address to answer.")
 @user_errors
 def build(inputs, output, config_path, fmt, limit, workers, engine, ray_address, beam_options, overwrite,
-          break_lease, verify):
+          break_lease, verify, retry_quarantined, ray_timeout):
     """Build a corpus from INPUTS (files or datasets); without INPUTS, from the bundled sample.
 
     Rerunning the same command resumes: committed work units are skipped.
@@ -107,10 +130,12 @@ def build(inputs, output, config_path, fmt, limit, workers, engine, ray_address,
     config = load_config(config_path).with_overrides(output={"format": fmt}, run={"workers": workers})
     if not inputs:
         click.echo("no INPUTS given: building from the bundled sample", err=True)
-    options = {"address": ray_address} if engine == "ray" else {"pipeline_args": list(beam_options)} if engine == "beam" else {}
+    options = ({"address": ray_address, "connect_timeout_s": ray_timeout} if engine == "ray"
+               else {"pipeline_args": list(beam_options)} if engine == "beam" else {})
     with ProgressBar("build") as bar:
         manifest = run_build(list(inputs), output, config, limit=limit, engine=engine, engine_options=options,
-                             overwrite=overwrite, break_lease=break_lease, verify=verify, on_progress=bar)
+                             overwrite=overwrite, break_lease=break_lease, verify=verify,
+                             retry_quarantined=retry_quarantined, on_progress=bar)
     for line in summary_lines(manifest, output):
         click.echo(line)
     fail_on(kept_problems(manifest, output))

@@ -22,8 +22,9 @@ from typing import Any
 import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from echoforge.pipeline.engines.base import Engine, UnitState, advance, commit_state, engines, read_state
-from echoforge.pipeline.job import Job
+from echoforge.errors import ConfigError
+from echoforge.pipeline.engines.base import Engine, engines
+from echoforge.pipeline.job import Job, UnitState, run_unit
 from echoforge.pipeline.stages import build_stages
 from echoforge.pipeline.workunits import WorkUnit
 from echoforge.transforms.base import Stage
@@ -38,21 +39,21 @@ class ReadUnit(beam.DoFn):
         self.job = job
 
     def process(self, index: int) -> Iterator[UnitState]:
-        yield read_state(self.job, self.job.plan.units[index])
+        yield run_unit(self.job, self.job.plan.units[index], [], commit=False)
 
 
 class StageDoFn(beam.DoFn):
     """One stage over one work unit at a time (in the stage's batch size)."""
 
-    def __init__(self, stage: Stage, attempts: int):
+    def __init__(self, job: Job, stage: Stage):
+        self.job = job
         self.stage = stage
-        self.attempts = attempts
 
     def setup(self) -> None:
         self.stage.ensure_setup()
 
     def process(self, state: UnitState) -> Iterator[UnitState]:
-        yield advance(self.stage, state, self.attempts)
+        yield run_unit(self.job, state, [self.stage], commit=False)
 
 
 class CommitUnit(beam.DoFn):
@@ -62,7 +63,7 @@ class CommitUnit(beam.DoFn):
         self.job = job
 
     def process(self, state: UnitState) -> Iterator[dict[str, Any]]:
-        yield commit_state(self.job, state)
+        yield run_unit(self.job, state, [])
 
 
 def pipeline_options(pipeline_args: list[str] | None, workers: int = 1) -> PipelineOptions:
@@ -80,16 +81,35 @@ def pipeline_options(pipeline_args: list[str] | None, workers: int = 1) -> Pipel
 def build_pipeline(p: beam.Pipeline, job: Job, units: list[WorkUnit], accelerator: str | None = None) -> None:
     """Add the job's transforms for ``units`` to pipeline ``p``; stages that declare GPUs get
     the ``accelerator`` resource hint (e.g. ``type:nvidia-l4;count:1;install-nvidia-driver``)."""
-    attempts = job.config.run.unit_attempts
     states = (p | "Units" >> beam.Create([u.index for u in units])
               | "Spread" >> beam.Reshuffle()
               | "Read" >> beam.ParDo(ReadUnit(job)))
     for stage in build_stages(job.config):
-        step = beam.ParDo(StageDoFn(stage, attempts))
+        step = beam.ParDo(StageDoFn(job, stage))
         if accelerator and stage.resources.num_gpus > 0:
             step = step.with_resource_hints(accelerator=accelerator)
         states = states | f"{stage.name}/Spread" >> beam.Reshuffle() | f"{stage.name}/Process" >> step
     _ = states | "Commit" >> beam.ParDo(CommitUnit(job))
+
+
+# What each hosted runner cannot start without, and the option that gives it.
+RUNNER_NEEDS = {"DataflowRunner": (("project", "--project=PROJECT"), ("region", "--region=REGION"),
+                                   ("temp_location", "--temp_location=gs://BUCKET/tmp"))}
+
+
+def check_runner_options(options: PipelineOptions) -> None:
+    """One line naming the missing options of a hosted runner (Dataflow), before any submission."""
+    from apache_beam.options.pipeline_options import GoogleCloudOptions, StandardOptions
+
+    runner = str(options.view_as(StandardOptions).runner or "")
+    needs = RUNNER_NEEDS.get(runner.rsplit(".", 1)[-1])
+    if not needs:
+        return
+    cloud = options.view_as(GoogleCloudOptions)
+    missing = [flag for attr, flag in needs if not getattr(cloud, attr, None)]
+    if missing:
+        raise ConfigError(f"--runner={runner} needs more options: add "
+                          + " ".join(f"--beam-option={flag}" for flag in missing))
 
 
 @engines.register("beam")
@@ -108,7 +128,9 @@ class BeamEngine(Engine):
     def run(self, job: Job, units: list[WorkUnit]) -> Iterator[dict[str, Any]]:
         if not units:
             return
-        p = beam.Pipeline(options=pipeline_options(self.pipeline_args, self.workers))
+        options = pipeline_options(self.pipeline_args, self.workers)
+        check_runner_options(options)
+        p = beam.Pipeline(options=options)
         build_pipeline(p, job, units, self.accelerator)
         state = p.run().wait_until_finish()
         if state != beam.runners.runner.PipelineState.DONE:
