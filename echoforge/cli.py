@@ -11,7 +11,7 @@ from pathlib import Path
 import click
 
 from echoforge.config import load_config
-from echoforge.errors import EchoforgeError, explain
+from echoforge.errors import EchoforgeError, explain, root_cause
 
 
 def user_errors(fn):
@@ -27,7 +27,7 @@ def user_errors(fn):
             click.echo(f"error: {exc}", err=True)
             sys.exit(2)
         except Exception as exc:  # noqa: BLE001 - recognised ones get one line, others their traceback
-            line = explain(_root_cause(exc))
+            line = explain(root_cause(exc)) or explain(exc)
             if line is None:
                 raise
             click.echo(f"error: {line}", err=True)
@@ -37,18 +37,6 @@ def user_errors(fn):
             sys.exit(130)
 
     return wrapper
-
-
-def _root_cause(exc: BaseException) -> BaseException:
-    """The innermost error of a chain (engines wrap the worker's error in their own)."""
-    seen = set()
-    while id(exc) not in seen:
-        seen.add(id(exc))
-        inner = getattr(exc, "cause", None) or exc.__cause__ or exc.__context__
-        if not isinstance(inner, BaseException):
-            break
-        exc = inner
-    return exc
 
 
 class ProgressBar:

@@ -85,6 +85,18 @@ def is_transient(exc: BaseException) -> bool:
     return False
 
 
+def root_cause(exc: BaseException) -> BaseException:
+    """The innermost error of a chain (libraries and engines wrap the error that says most)."""
+    seen = set()
+    while id(exc) not in seen:
+        seen.add(id(exc))
+        inner = getattr(exc, "cause", None) or exc.__cause__ or exc.__context__
+        if not isinstance(inner, BaseException):
+            break
+        exc = inner
+    return exc
+
+
 def explain(exc: BaseException) -> str | None:
     """One line saying what to fix for a failure of the surroundings (credentials, network,
     a missing bucket, a GPU that cannot be used), or None for an error not recognised."""
@@ -94,7 +106,8 @@ def explain(exc: BaseException) -> str | None:
     if names & {"NoCredentialsError", "PartialCredentialsError"}:
         return ("no storage credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or storage.s3.key and "
                 "storage.s3.secret in the config)")
-    if any(w in low for w in ("invalidaccesskeyid", "signaturedoesnotmatch", "invalidtoken", "expiredtoken")):
+    if any(w in low for w in ("invalidaccesskeyid", "signaturedoesnotmatch", "signature we calculated",
+                              "access key id you provided", "invalidtoken", "expiredtoken")):
         return ("the store refused the credentials (wrong key or secret): check AWS_ACCESS_KEY_ID and "
                 "AWS_SECRET_ACCESS_KEY (or storage.s3.key and storage.s3.secret)")
     if "nosuchbucket" in low or "bucket does not exist" in low or "specified bucket does not exist" in low:

@@ -283,9 +283,23 @@ class DataFolder:
         return join(self.url, rel) if rel else self.url
 
     def check_writable(self) -> None:
+        """One line now, rather than a traceback later, when the folder cannot be written:
+        a read-only protocol, missing or refused credentials, an endpoint that does not
+        answer, a bucket that does not exist."""
         if self.protocol in READ_ONLY:
             raise StorageError(f"{self.url}: {self.protocol}:// is read-only here; build locally or to s3://, "
                                "then publish with `echoforge push`")
+        if self.is_local:
+            return
+        bucket = self.root.split("/", 1)[0]
+        try:
+            self._retry(lambda: self.fs.ls(bucket), "opening", "")
+        except FileNotFoundError:
+            raise StorageError(f"{self.url}: the bucket '{bucket}' does not exist: create it or fix the URL") from None
+        except EchoforgeError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - credentials, network: one line naming the fix
+            raise StorageError(f"{self.url}: {explain(exc) or f'{type(exc).__name__}: {exc}'}") from None
 
     # --- reading ---
 

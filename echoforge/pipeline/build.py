@@ -183,6 +183,8 @@ def build(
         inputs = [str(p) for p in SAMPLE_INPUTS]
         limit = DEFAULT_SAMPLE_LIMIT if limit is None else limit
     check_devices(config)
+    workers = config.run.workers or os.cpu_count() or 1
+    runner = get_engine(engine, workers=workers, **(engine_options or {}))  # bad engine options fail here
     options = config.storage.options()
     plan = plan_work_units(inputs, config.run.work_unit_rows, limit, config.ingest.split, options)
     if not plan.units:
@@ -199,8 +201,6 @@ def build(
             reopen_quarantined(layout, config.output.row_group_rows)
         done, totals = scan_committed(layout, verify=verify)
         pending = [u for u in plan.units if u.index not in done]
-        workers = config.run.workers or os.cpu_count() or 1
-        runner = get_engine(engine, workers=workers, **(engine_options or {}))
         count = len(done)
         if on_progress:
             on_progress(None, count, len(plan.units))

@@ -124,13 +124,12 @@ class BeamEngine(Engine):
         super().__init__(workers, **options)
         self.pipeline_args = list(pipeline_args or [])
         self.accelerator = accelerator
+        check_runner_options(pipeline_options(self.pipeline_args, workers))
 
     def run(self, job: Job, units: list[WorkUnit]) -> Iterator[dict[str, Any]]:
         if not units:
             return
-        options = pipeline_options(self.pipeline_args, self.workers)
-        check_runner_options(options)
-        p = beam.Pipeline(options=options)
+        p = beam.Pipeline(options=pipeline_options(self.pipeline_args, self.workers))
         build_pipeline(p, job, units, self.accelerator)
         state = p.run().wait_until_finish()
         if state != beam.runners.runner.PipelineState.DONE:
