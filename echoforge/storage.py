@@ -217,6 +217,20 @@ def _merge(public: Any, fresh: Any) -> Any:
     return public
 
 
+def safe_name(text: str, suffix: str = "", limit: int = 150) -> str:
+    """``text`` as one file name that stays inside its folder on every filesystem: runs of
+    characters other than letters, digits, ``.``, ``_`` and ``-`` become ``_``, no leading
+    dot (no ``..``, no hidden file), and long names are cut and given a short hash so that two
+    ids never share a name."""
+    import hashlib
+    import re
+
+    name = re.sub(r"[^A-Za-z0-9._-]+", "_", str(text)).lstrip(".") or "_"
+    if len(name) > limit or name != text:
+        name = f"{name[:limit]}-{hashlib.sha256(str(text).encode()).hexdigest()[:8]}"
+    return name + suffix
+
+
 def _fsync_dir(path: str) -> None:
     try:
         fd = os.open(path, os.O_RDONLY)

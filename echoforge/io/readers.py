@@ -83,7 +83,7 @@ def resolve_input(uri: str, split: str = "train", options: Mapping[str, Any] | N
 
     Local paths are made absolute, so that workers in other directories (Ray, Beam) find them.
     """
-    options = dict(options or {})
+    options = options if options is not None else {}  # kept as given: a StorageOptions hides its secrets
     remote = is_remote(uri)
     if not remote and not Path(uri).exists() and "/" in uri and not uri.startswith((".", "/", "~")) \
             and not Path(uri).suffix:
