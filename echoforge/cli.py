@@ -80,6 +80,21 @@ def _echo_report(report: dict, as_json: bool, lines) -> None:
             click.echo(line)
 
 
+def run() -> None:
+    """The ``echoforge`` command: :func:`main`, then an exit that native model threads
+    cannot turn into an abort (see :func:`echoforge.native.exit_now`)."""
+    from echoforge.native import exit_now
+
+    try:
+        main()
+        code = 0
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+        if not isinstance(exc.code, (int, type(None))):
+            click.echo(exc.code, err=True)
+    exit_now(code)
+
+
 @click.group()
 @click.version_option(package_name="echoforge")
 @click.option("-v", "--verbose", is_flag=True, help="Log what the stages do.")

@@ -164,3 +164,29 @@ def test_the_s3_server_killed_mid_build_and_restarted(reference, tmp_path):
         assert sorted(got, key=lambda r: r["id"]) == rows(reference)
     finally:
         server.stop()
+
+
+@pytest.mark.slow
+def test_no_build_ends_by_a_signal_of_its_own_making(tmp_path):
+    """Failing and succeeding builds, with the speech models loaded in this process and in
+    workers, exit with their status, never by a signal (an abort from native model threads)."""
+    data = tmp_path / "mixed.jsonl"
+    data.write_text('{"question": "What is two plus two?", "answer": "Two plus two is four."}\n'
+                    + "not json\n" * 6)
+    truncated = tmp_path / "cut.json"
+    truncated.write_text('[{"question": "Is the sky blue?", "answer": "Yes, on a clear day."}, {"question": "Wh')
+    strict = write_config(tmp_path / "strict.yaml", {"run": {"work_unit_rows": 1, "workers": 1,
+                                                             "max_failure_ratio": 0.1, "min_turns_for_ratio": 1}})
+    runs = []
+    for round_ in range(1):
+        for workers in ("1", "2"):
+            ok = subprocess.run([sys.executable, "-m", "echoforge", "build", str(SHAREGPT), "-o",
+                                 str(tmp_path / f"ok{round_}{workers}"), "--limit", "2", "--workers", workers],
+                                capture_output=True, text=True, timeout=600)
+            bad = subprocess.run([sys.executable, "-m", "echoforge", "build", str(data), str(truncated), "-o",
+                                  str(tmp_path / f"bad{round_}{workers}"), "--config", str(strict), "--workers",
+                                  workers], capture_output=True, text=True, timeout=600)
+            runs += [(ok, 0), (bad, 2)]
+    for r, expected in runs:
+        assert r.returncode == expected, (r.returncode, r.stderr[-2000:])
+        assert "terminate called" not in r.stderr and "Traceback" not in r.stderr

@@ -15,6 +15,7 @@ so model stages spread over the GPUs instead of all landing on ``cuda:0``.
 
 from __future__ import annotations
 
+import atexit
 import multiprocessing as mp
 import os
 from collections import deque
@@ -24,6 +25,7 @@ from typing import Any, Iterator
 
 from echoforge.pipeline.engines.base import Engine, engines
 from echoforge.pipeline.job import Job
+from echoforge.native import exit_now
 from echoforge.pipeline.workunits import WorkUnit
 
 _worker_job: Job | None = None
@@ -32,6 +34,7 @@ _worker_stages = None
 
 def _init_worker(job: Job, devices: list[str], counter) -> None:
     global _worker_job, _worker_stages
+    atexit.register(exit_now, 0)  # no native teardown abort when the pool shuts the worker down
     if devices:
         with counter.get_lock():
             index = counter.value
