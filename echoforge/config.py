@@ -57,6 +57,8 @@ class IngestConfig(Section):
     max_history_turns: int = Field(8, ge=0)
     split: str = "train"  # split of a `datasets` input
     system_prompts: Literal["drop", "history"] = "drop"
+    # A JSONL line or JSON array item longer than this is a reject (never read whole).
+    max_row_bytes: int = Field(8 << 20, ge=1)
 
     @model_validator(mode="after")
     def _mapping_given(self) -> IngestConfig:

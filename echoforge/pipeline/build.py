@@ -186,7 +186,8 @@ def build(
     workers = config.run.workers or os.cpu_count() or 1
     runner = get_engine(engine, workers=workers, **(engine_options or {}))  # bad engine options fail here
     options = config.storage.options()
-    plan = plan_work_units(inputs, config.run.work_unit_rows, limit, config.ingest.split, options)
+    plan = plan_work_units(inputs, config.run.work_unit_rows, limit, config.ingest.split, options,
+                           config.ingest.max_row_bytes)
     if not plan.units:
         raise InputError("the inputs hold no rows")
     folder = open_folder(output, options, retry_s=config.run.storage_retry_s)

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any, Iterator, Mapping
 
 from echoforge.errors import InputError
-from echoforge.io.readers import InputSpec, RawRow, read_slice, resolve_input, scan_input
+from echoforge.io.readers import MAX_ROW_BYTES, InputSpec, RawRow, read_slice, resolve_input, scan_input
 
 MAX_UNIT_ROWS = 16  # the default work unit: small enough to lose little when a worker dies
 MIN_UNITS = 16  # a small input is cut finer, into at least this many units, so workers share it
@@ -44,19 +44,33 @@ class Plan:
 
 
 def plan_work_units(uris: list[str], rows_per_unit: int | None = None, limit: int | None = None,
-                    split: str = "train", options: Mapping[str, Any] | None = None) -> Plan:
+                    split: str = "train", options: Mapping[str, Any] | None = None,
+                    max_row_bytes: int = MAX_ROW_BYTES) -> Plan:
     """Scan the inputs and cut them into work units; the same inputs give the same plan.
 
     ``rows_per_unit`` None: :data:`MAX_UNIT_ROWS`, or fewer when the input (after ``limit``)
-    would make fewer than :data:`MIN_UNITS` units.
+    would make fewer than :data:`MIN_UNITS` units. With ``limit``, inputs are scanned only as
+    far as the rows used.
     """
     size = rows_per_unit or MAX_UNIT_ROWS
-    specs = [scan_input(resolve_input(u, split, options), size) for u in uris]
+
+    def scan(slice_rows: int) -> list[InputSpec]:
+        out, left = [], limit
+        for u in uris:
+            if left is not None and left <= 0:  # past the limit: identified, not read
+                out.append(resolve_input(u, split, options, max_row_bytes))
+                continue
+            spec = scan_input(resolve_input(u, split, options, max_row_bytes), slice_rows, left)
+            left = None if left is None else left - spec.rows
+            out.append(spec)
+        return out
+
+    specs = scan(size)
     if rows_per_unit is None:
         total = min(sum(s.rows for s in specs), limit if limit is not None else math.inf)
         rows_per_unit = max(1, min(MAX_UNIT_ROWS, int(total // MIN_UNITS)))
         if rows_per_unit != size:  # slice offsets are recorded per unit size: scan again
-            specs = [scan_input(resolve_input(u, split, options), rows_per_unit) for u in uris]
+            specs = scan(rows_per_unit)
     seen: dict[str, str] = {}
     for u, spec in zip(uris, specs):
         if spec.identity in seen:
