@@ -264,10 +264,15 @@ def _rows_of(path, slice_rows: int, **kwargs):
     return [r for u in plan.units for r in plan.read(u)]
 
 
-def test_json_arrays_are_read_by_slices_and_cut_anywhere(tmp_path):
+@pytest.mark.parametrize("chunk", [1 << 20, 1, 7, 64])
+def test_json_arrays_are_read_by_slices_and_cut_anywhere(tmp_path, monkeypatch, chunk):
     import random
 
-    records = [{"question": f'Q{i} "quoted\\" [x] {{y}}, z', "answer": "A" * (i % 7), "n": [i, {"k": "]"}]}
+    from echoforge.io import readers
+
+    monkeypatch.setattr(readers, "CHUNK", chunk)  # blocks that end inside strings, escapes and items
+
+    records = [{"question": f'Q{i} "quoted\\" [x] {{y}}, z \\\\', "answer": "A" * (i % 7), "n": [i, {"k": "]"}]}
                for i in range(40)]
     pieces = [json.dumps(r) for r in records]
     text = "[\n" + ",\n".join(pieces) + "\n]\n"

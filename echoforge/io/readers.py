@@ -13,7 +13,6 @@ from __future__ import annotations
 import csv
 import dataclasses
 import functools
-import re
 import hashlib
 import io
 import json
@@ -420,11 +419,6 @@ def _parquet_group(uri: str, checksum: str, rg: int, options_key: str):
         return pq.ParquetFile(f, pre_buffer=False).read_row_group(rg)
 
 
-# A JSON string (escapes included), a lone quote (a string that goes on past the buffer),
-# or a character that opens, closes or separates.
-_JSON_TOKENS = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"|["\[\]{},]')
-
-
 class _Hashing:
     """A binary file read through, with the sha256 of what was read."""
 
@@ -452,61 +446,87 @@ def _first_byte(f: Any) -> bytes:
             return block
 
 
-def _array_items(f: Any, offset: int, *, keep: bool, max_bytes: int) -> Iterator[tuple[int, bytes | None, str]]:
+class _Structure:
+    """Where a JSON text's top-level array items end, found block by block with numpy (no
+    Python work per character or per string): quotes not escaped by an odd run of
+    backslashes open and close strings; brackets and commas outside strings count."""
+
+    def __init__(self, depth: int):
+        self.depth, self.in_string, self.backslashes = depth, False, 0
+
+    def scan(self, block: bytes) -> tuple[list[int], int | None]:
+        """Positions in ``block`` of the commas between items, and of the array's end (if there)."""
+        import numpy as np
+
+        a = np.frombuffer(block, np.uint8)
+        n = len(a)
+        if n == 0:
+            return [], None
+        idx = np.arange(n)
+        bs = a == 92
+        last_other = np.maximum.accumulate(np.where(bs, -1, idx))  # last non-backslash at or before i
+        before = np.empty(n, np.int64)  # backslashes right before i
+        before[0] = self.backslashes
+        before[1:] = idx[:-1] - last_other[:-1] + np.where(last_other[:-1] < 0, self.backslashes, 0)
+        quotes = (a == 34) & (before % 2 == 0)
+        inside = (np.cumsum(quotes) + self.in_string) % 2 == 1
+        outside = ~inside & ~quotes
+        step = (outside & ((a == 91) | (a == 123))).astype(np.int64) - (outside & ((a == 93) | (a == 125)))
+        depth = self.depth + np.cumsum(step)
+        ends = np.flatnonzero((step < 0) & (depth == 0))
+        end = int(ends[0]) if len(ends) else None
+        commas = np.flatnonzero(outside & (a == 44) & (depth == 1))
+        if end is not None:
+            commas = commas[commas < end]
+        self.depth = int(depth[-1])
+        self.in_string = bool(inside[-1])
+        self.backslashes = int(n - 1 - last_other[-1] + (self.backslashes if last_other[-1] < 0 else 0))
+        return commas.tolist(), end
+
+
+def _array_items(f: Any, offset: int, *, keep: bool, max_bytes: int,
+                 chunk: int | None = None) -> Iterator[tuple[int, bytes | None, str]]:
     """The items of a JSON array read from ``f``, positioned just inside it at byte ``offset``
     (after the ``[`` or a separating ``,``): ``(byte offset, item bytes, problem)``.
 
-    A streaming scan of strings and brackets finds where each item ends, so memory holds one
-    item at a time, never the file; items are parsed by the caller. ``problem`` is ``""``,
-    ``"too_large"`` (longer than ``max_bytes``: not kept) or ``"truncated:N"`` (the file ends,
-    at byte N, before the array does: the last one yielded, with what there is of the item).
-    With ``keep`` False no bytes are kept.
+    A streaming scan (:class:`_Structure`) finds where each item ends, so memory holds one
+    block and one item at a time, never the file; items are parsed by the caller. ``problem``
+    is ``""``, ``"too_large"`` (longer than ``max_bytes``: not kept) or ``"truncated:N"`` (the
+    file ends, at byte N, before the array does: the last one yielded, with what there is of
+    the item). Blank items (``[ ]``, a trailing comma) are skipped. With ``keep`` False no
+    bytes are kept.
     """
-    depth, pos, data = 1, offset, b""
-    start, pending, size, seen = offset, bytearray(), 0, False  # the current item (bytes of earlier blocks)
+    structure = _Structure(depth=1)
+    pos = offset  # where the block read next starts
+    start, pending, size, seen = offset, bytearray(), 0, False  # the current item: its bytes in earlier blocks
 
-    def span(end: int) -> tuple[bool, bytes | None, str]:
-        local = data[max(start - pos, 0):end]
+    def span(block: bytes, lo: int, hi: int) -> tuple[bool, bytes | None, str]:
+        local = block[lo:hi]
         if size + len(local) > max_bytes:
             return True, None, "too_large"
         return seen or bool(local.strip()), (bytes(pending) + local) if keep else None, ""
 
     while True:
-        block = f.read(CHUNK)
-        data += block
-        cut = len(data)
-        for m in _JSON_TOKENS.finditer(data):
-            tok = m.group()
-            if tok == b'"':  # a string that goes on past what is read: scan it again with more
-                cut = m.start()
-                break
-            if len(tok) > 1:
-                continue
-            if tok in b"[{":
-                depth += 1
-            elif tok in b"]}":
-                depth -= 1
-                if depth == 0:
-                    nonblank, body, problem = span(m.start())
-                    if nonblank:
-                        yield start, body, problem
-                    return
-            elif depth == 1:  # a comma between items
-                nonblank, body, problem = span(m.start())
-                if nonblank:
-                    yield start, body, problem
-                start, pending, size, seen = pos + m.end(), bytearray(), 0, False
-        if not block:
-            cut = len(data)  # the end: what is left belongs to the item
-        consumed = data[max(start - pos, 0):cut] if start < pos + cut else b""
-        size += len(consumed)
-        seen = seen or bool(consumed.strip())
-        if keep and size <= max_bytes:
-            pending += consumed
-        data, pos = data[cut:], pos + cut
+        block = f.read(chunk or CHUNK)
         if not block:  # the file ends inside the array
-            yield start, bytes(pending) if keep and size <= max_bytes else None, f"truncated:{pos + len(data)}"
+            yield start, bytes(pending) if keep and size <= max_bytes else None, f"truncated:{pos}"
             return
+        commas, end = structure.scan(block)
+        lo = 0
+        for c in commas + ([end] if end is not None else []):
+            nonblank, body, problem = span(block, lo, c)
+            if nonblank:
+                yield start, body, problem
+            if c == end:
+                return
+            lo = c + 1
+            start, pending, size, seen = pos + lo, bytearray(), 0, False
+        rest = block[lo:]
+        size += len(rest)
+        seen = seen or bool(rest.strip())
+        if keep and size <= max_bytes:
+            pending += rest
+        pos += len(block)
 
 
 def _read_json(spec: InputSpec, start: int, stop: int, slice_rows: int) -> Iterator[RawRow]:
@@ -517,7 +537,8 @@ def _read_json(spec: InputSpec, start: int, stop: int, slice_rows: int) -> Itera
         return
     with _open(spec) as f:
         f.seek(offset)
-        for at, body, problem in _array_items(f, offset, keep=True, max_bytes=spec.max_row_bytes):
+        for at, body, problem in _array_items(f, offset, keep=True, max_bytes=spec.max_row_bytes,
+                                              chunk=min(CHUNK, 1 << 16)):  # a slice is small: read little past it
             if row >= stop:
                 break
             if row >= start:
