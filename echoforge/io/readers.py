@@ -277,8 +277,11 @@ def _dataset_revision(ds: Any, spec: InputSpec) -> str:
     return "fingerprint:" + str(getattr(ds, "_fingerprint", ""))
 
 
-def read_slice(spec: InputSpec, start: int, stop: int, slice_rows: int) -> Iterator[RawRow]:
-    """Rows ``start`` (inclusive) to ``stop`` (exclusive) of an input."""
+def read_slice(spec: InputSpec, start: int, stop: int, slice_rows: int, offset: int | None = None) -> Iterator[RawRow]:
+    """Rows ``start`` (inclusive) to ``stop`` (exclusive) of an input; ``offset``: the byte
+    where row ``start`` begins, when the caller knows it (else the spec's offsets say)."""
+    if offset is not None:  # offsets[start // slice_rows] is where the slice starts
+        spec = dataclasses.replace(spec, offsets=(0,) * (start // slice_rows) + (offset,))
     if spec.kind == "jsonl":
         yield from _read_jsonl(spec, start, stop, slice_rows)
     elif spec.kind == "csv":

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Iterator, Mapping
 
 from echoforge.errors import InputError
@@ -20,6 +20,7 @@ class WorkUnit:
     input_index: int
     start: int  # first input row (inclusive)
     stop: int  # last input row (exclusive)
+    offset: int | None = field(default=None, compare=False)  # byte offset of its first row, where known
 
     @property
     def rows(self) -> int:
@@ -39,8 +40,19 @@ class Plan:
     def read(self, unit: WorkUnit) -> Iterator[RawRow]:
         """The input rows of a work unit, tagged with the unit's index."""
         spec = self.inputs[unit.input_index]
-        for row in read_slice(spec, unit.start, unit.stop, self.rows_per_unit):
+        for row in read_slice(spec, unit.start, unit.stop, self.rows_per_unit, unit.offset):
             yield dataclasses.replace(row, work_unit=unit.index, source_id=spec.identity)
+
+    def __getstate__(self) -> dict[str, Any]:
+        """What a worker needs: the inputs without their offsets and no units (each unit,
+        sent with the work, carries its own offset), so a plan of millions of units does not
+        travel to every worker."""
+        return {"inputs": tuple(dataclasses.replace(s, offsets=()) for s in self.inputs), "units": (),
+                "rows_per_unit": self.rows_per_unit}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        for k, v in state.items():
+            object.__setattr__(self, k, v)
 
 
 def plan_work_units(uris: list[str], rows_per_unit: int | None = None, limit: int | None = None,
@@ -82,7 +94,8 @@ def plan_work_units(uris: list[str], rows_per_unit: int | None = None, limit: in
         start = 0
         while start < spec.rows and budget > 0:
             stop = int(min(spec.rows, start + rows_per_unit, start + budget))
-            units.append(WorkUnit(len(units), i, start, stop))
+            k = start // rows_per_unit
+            units.append(WorkUnit(len(units), i, start, stop, spec.offsets[k] if k < len(spec.offsets) else None))
             budget -= stop - start
             start = stop
     return Plan(tuple(specs), tuple(units), rows_per_unit)

@@ -1,6 +1,6 @@
 """Beam engine: the stages as DoFns over whole work units; workers commit their own units.
 
-Work-unit indices -> ``Reshuffle`` (spread over workers) -> a DoFn that reads each unit's
+Work units (each with its range and byte offset) -> ``Reshuffle`` (spread over workers) -> a DoFn that reads each unit's
 input rows -> for each stage a DoFn that loads the stage's models in ``setup()`` and runs
 the stage over the unit's records in its batch size (a ``Reshuffle`` between stages lets a
 runner give each stage its own workers and resource hints: GPUs for stages that declare
@@ -33,13 +33,14 @@ DEFAULT_RUNNER = "FnApiRunner"
 
 
 class ReadUnit(beam.DoFn):
-    """A work-unit index in, that unit's state (its input rows) out."""
+    """A work unit in (its range and byte offset: workers hold no plan of units), its state
+    (its input rows) out."""
 
     def __init__(self, job: Job):
         self.job = job
 
-    def process(self, index: int) -> Iterator[UnitState]:
-        yield run_unit(self.job, self.job.plan.units[index], [], commit=False)
+    def process(self, unit: WorkUnit) -> Iterator[UnitState]:
+        yield run_unit(self.job, unit, [], commit=False)
 
 
 class StageDoFn(beam.DoFn):
@@ -81,7 +82,7 @@ def pipeline_options(pipeline_args: list[str] | None, workers: int = 1) -> Pipel
 def build_pipeline(p: beam.Pipeline, job: Job, units: list[WorkUnit], accelerator: str | None = None) -> None:
     """Add the job's transforms for ``units`` to pipeline ``p``; stages that declare GPUs get
     the ``accelerator`` resource hint (e.g. ``type:nvidia-l4;count:1;install-nvidia-driver``)."""
-    states = (p | "Units" >> beam.Create([u.index for u in units])
+    states = (p | "Units" >> beam.Create(list(units))
               | "Spread" >> beam.Reshuffle()
               | "Read" >> beam.ParDo(ReadUnit(job)))
     for stage in build_stages(job.config):

@@ -17,6 +17,7 @@ their tasks.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import pickle
 import socket
@@ -58,7 +59,7 @@ class _SegmentFn:
             stage.ensure_setup()
 
     def __call__(self, batch: pa.Table) -> pa.Table:
-        work = [self.job.plan.units[i] for i in batch.column("unit").to_pylist()] if self.first else _decode(batch)
+        work = [WorkUnit(**row) for row in batch.to_pylist()] if self.first else _decode(batch)
         if not self.last:
             return _encode([run_unit(self.job, w, self.stages, commit=False) for w in work])
         entries = [run_unit(self.job, w, self.stages) for w in work]
@@ -166,7 +167,8 @@ class RayEngine(Engine):
         wanted = sum(max(s.resources.num_cpus for s in group) for group in groups)
         scale = min(1.0, cpus / wanted)
 
-        ds = ray.data.from_items([{"unit": u.index} for u in units], override_num_blocks=min(len(units), 1000))
+        # Each unit travels with its own range and byte offset: workers hold no plan of units.
+        ds = ray.data.from_items([dataclasses.asdict(u) for u in units], override_num_blocks=min(len(units), 1000))
         for i, group in enumerate(groups):
             ds = ds.map_batches(_SegmentFn, fn_constructor_args=(job, group, i == 0, i == len(groups) - 1),
                                 batch_format="pyarrow", **_segment_options(group, scale, cpus, gpus))
