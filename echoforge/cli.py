@@ -24,6 +24,8 @@ def user_errors(fn):
         try:
             return fn(*args, **kwargs)
         except EchoforgeError as exc:
+            while isinstance(getattr(exc, "cause", None), EchoforgeError):  # raised in a Ray worker
+                exc = exc.cause
             click.echo(f"error: {exc}", err=True)
             sys.exit(2)
         except Exception as exc:  # noqa: BLE001 - recognised ones get one line, others their traceback

@@ -104,3 +104,9 @@ def test_ray_address_that_does_not_answer(tmp_path):
             "--ray-address", "127.0.0.1:9", "--ray-timeout", "3", drop=("RAY_ADDRESS",))
     one_line(r, "127.0.0.1:9", "does not answer")
     assert r.seconds < 60
+
+
+def test_gs_is_refused_with_one_line_until_it_is_tested(tmp_path):
+    for url in ("gs://bucket/corpus", "gcs://bucket/corpus"):
+        r = cli("build", str(SHAREGPT), "-o", url, "--limit", "1")
+        one_line(r, url, "not supported yet")

@@ -19,7 +19,7 @@ from echoforge.pipeline.workunits import Plan
 from echoforge.storage import folder as open_folder, retrying
 from echoforge.transforms.synthesize import Synthesize
 
-from conftest import SHAREGPT, inject_env, write_config
+from conftest import SHAREGPT, end_session, inject_env, write_config
 
 SMALL = {"run": {"work_unit_rows": 1, "workers": 1, "unit_attempts": 2}, "gate": {"asr": "none"},
          "output": {"shard_size_mb": 0.001, "validation_fraction": 0.1}}
@@ -132,18 +132,21 @@ def test_an_input_that_stays_unreachable_stops_the_build_and_a_rerun_resumes(ref
 
 
 @pytest.mark.slow
-def test_the_s3_server_killed_mid_build_and_restarted(reference, tmp_path):
+@pytest.mark.parametrize("engine", ["local", "ray"])
+def test_the_s3_server_killed_mid_build_and_restarted(engine, reference, tmp_path):
     from s3_server import SeaweedS3
 
     server = SeaweedS3(tmp_path / "seaweedfs")
     server.start()
+    proc = None
     try:
         out = server.url("outage")
         config = write_config(tmp_path / "c.yaml", {**SMALL, "run": {**SMALL["run"], "storage_retry_s": 90}})
         env = {**inject_env(slow_commit="1"), **server.env, "AWS_EC2_METADATA_DISABLED": "true"}
         cmd = [sys.executable, "-m", "echoforge", "build", str(SHAREGPT), "-o", out, "--limit", "4",
-               "--config", str(config)]
-        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+               "--config", str(config), "--engine", engine]
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                                start_new_session=True)
         fs = server.filesystem()
         deadline = time.time() + 300
         while not fs.find(f"{out.removeprefix('s3://')}/_echoforge/units", refresh=True):
@@ -164,6 +167,10 @@ def test_the_s3_server_killed_mid_build_and_restarted(reference, tmp_path):
         assert sorted(got, key=lambda r: r["id"]) == rows(reference)
     finally:
         server.stop()
+        if proc is not None:
+            if proc.poll() is None:
+                proc.kill()
+            end_session(proc.pid)  # what Ray leaves behind
 
 
 @pytest.mark.slow
