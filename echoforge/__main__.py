@@ -1,3 +1,3 @@
-from echoforge.cli import main
+from echoforge.cli import run
 
-main()
+run()

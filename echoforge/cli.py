@@ -10,7 +10,7 @@ import sys
 import click
 
 from echoforge.config import load_config
-from echoforge.errors import EchoforgeError
+from echoforge.errors import EchoforgeError, explain, root_cause
 from echoforge.registry import Registry, engines, word_aligners
 
 
@@ -31,14 +31,24 @@ class RegistryChoice(click.Choice):
 
 
 def user_errors(fn):
-    """Print an EchoforgeError as one line and exit 2, without a traceback."""
+    """Print an EchoforgeError, or a failure of the surroundings that :func:`explain`
+    recognises (credentials, network, a missing bucket, CUDA), as one line and exit 2,
+    without a traceback."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         try:
             return fn(*args, **kwargs)
         except EchoforgeError as exc:
+            while isinstance(getattr(exc, "cause", None), EchoforgeError):  # raised in a Ray worker
+                exc = exc.cause
             click.echo(f"error: {exc}", err=True)
+            sys.exit(2)
+        except Exception as exc:  # noqa: BLE001 - recognised ones get one line, others their traceback
+            line = explain(root_cause(exc)) or explain(exc)
+            if line is None:
+                raise
+            click.echo(f"error: {line}", err=True)
             sys.exit(2)
         except KeyboardInterrupt:
             click.echo("interrupted: committed work units are kept; rerun the same command to resume", err=True)
@@ -104,6 +114,21 @@ def _echo_report(report: dict, as_json: bool, lines) -> None:
             click.echo(line)
 
 
+def run() -> None:
+    """The ``echoforge`` command: :func:`main`, then an exit that native model threads
+    cannot turn into an abort (see :func:`echoforge.native.exit_now`)."""
+    from echoforge.native import exit_now
+
+    try:
+        main()
+        code = 0
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+        if not isinstance(exc.code, (int, type(None))):
+            click.echo(exc.code, err=True)
+    exit_now(code)
+
+
 @click.group()
 @click.version_option(package_name="echoforge")
 @click.option("-v", "--verbose", is_flag=True, help="Log what the stages do.")
@@ -126,9 +151,12 @@ def main(verbose: bool) -> None:
 @click.option("--overwrite", is_flag=True, help="Replace a different build in the output folder.")
 @click.option("--break-lease", is_flag=True, help="Take over the output from a build known to be gone.")
 @click.option("--verify", is_flag=True, help="On resume, check the sha256 of sealed shards too (reads them all).")
+@click.option("--retry-quarantined", is_flag=True, help="Recompute the work units an earlier run quarantined.")
+@click.option("--ray-timeout", type=click.FloatRange(min=1), default=30.0, show_default=True,
+              help="Seconds to wait for --ray-address to answer.")
 @user_errors
 def build(inputs, output, config_path, fmt, limit, workers, engine, ray_address, beam_options, overwrite,
-          break_lease, verify):
+          break_lease, verify, retry_quarantined, ray_timeout):
     """Build a corpus from INPUTS (files or datasets); without INPUTS, from the bundled sample.
 
     Rerunning the same command resumes: committed work units are skipped.
@@ -139,10 +167,12 @@ def build(inputs, output, config_path, fmt, limit, workers, engine, ray_address,
     config = load_config(config_path).with_overrides(output={"format": fmt}, run={"workers": workers})
     if not inputs:
         click.echo("no INPUTS given: building from the bundled sample", err=True)
-    options = {"address": ray_address} if engine == "ray" else {"pipeline_args": list(beam_options)} if engine == "beam" else {}
+    options = ({"address": ray_address, "connect_timeout_s": ray_timeout} if engine == "ray"
+               else {"pipeline_args": list(beam_options)} if engine == "beam" else {})
     with BuildProgress("build") as bar:
         manifest = run_build(list(inputs), output, config, limit=limit, engine=engine, engine_options=options,
-                             overwrite=overwrite, break_lease=break_lease, verify=verify, on_progress=bar)
+                             overwrite=overwrite, break_lease=break_lease, verify=verify,
+                             retry_quarantined=retry_quarantined, on_progress=bar)
     problems = kept_problems(manifest, output)
     if manifest["rows"]:  # a build that kept nothing has only its error to say
         for line in summary_lines(manifest, output, hint=not problems):

@@ -11,7 +11,8 @@ from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
+from pydantic import (BaseModel, ConfigDict, Field, PrivateAttr, SecretStr, ValidationError, ValidationInfo,
+                      field_validator, model_validator)
 
 from echoforge.errors import ConfigError
 from echoforge.registry import Registry, tts_backends, unit_tokenizers
@@ -58,6 +59,8 @@ class IngestConfig(Section):
     max_history_turns: int = Field(8, ge=0)
     split: str = "train"  # split of a `datasets` input
     system_prompts: Literal["drop", "history"] = "drop"
+    # A JSONL line or JSON array item longer than this is a reject (never read whole).
+    max_row_bytes: int = Field(8 << 20, ge=1)
 
     @model_validator(mode="after")
     def _mapping_given(self) -> IngestConfig:
@@ -341,16 +344,41 @@ class OutputConfig(Section):
 class StorageConfig(Section):
     """fsspec options per protocol, e.g. ``s3: {endpoint_url: ..., key: ..., secret: ...}``.
 
-    Never saved with the output (they may hold secrets); credentials are better left to the
-    usual environment variables.
+    Credentials (``key``, ``secret``, ``token``... at any depth) are held as ``SecretStr``:
+    never printed, never saved with the output, never pickled into the job (workers read them
+    again from the config file, or from the usual environment variables, which are better).
     """
 
     s3: dict[str, Any] = {}
     gs: dict[str, Any] = {}
     hf: dict[str, Any] = {}
+    _source: str | None = PrivateAttr(None)  # the config file they were read from
 
-    def options(self) -> dict[str, dict[str, Any]]:
-        return {k: dict(v) for k, v in self.model_dump().items() if v}
+    @field_validator("s3", "gs", "hf")
+    @classmethod
+    def _hide_secrets(cls, value: dict[str, Any]) -> dict[str, Any]:
+        from echoforge.storage import SECRET_KEYS
+
+        def hide(v: Any, key: str = "") -> Any:
+            if isinstance(v, dict):
+                return {k: hide(x, k) for k, x in v.items()}
+            if key.lower() in SECRET_KEYS and v is not None and not isinstance(v, SecretStr):
+                return SecretStr(str(v))
+            return v
+
+        return hide(value)
+
+    def options(self):
+        """The options for :mod:`echoforge.storage` (a ``StorageOptions``: secrets stay hidden)."""
+        from echoforge.storage import StorageOptions
+
+        def reveal(v: Any) -> Any:
+            if isinstance(v, dict):
+                return {k: reveal(x) for k, x in v.items()}
+            return v.get_secret_value() if isinstance(v, SecretStr) else v
+
+        return StorageOptions({k: reveal(getattr(self, k)) for k in ("s3", "gs", "hf") if getattr(self, k)},
+                              source=self._source)
 
 
 class RunConfig(Section):
@@ -362,6 +390,9 @@ class RunConfig(Section):
     min_turns_for_ratio: int = Field(50, ge=1)
     unit_attempts: int = Field(3, ge=1)  # a work unit that fails this often is quarantined
     lease_ttl_s: float = Field(600.0, gt=0.0)  # a build lease not renewed for this long is stale
+    # Storage calls and input reads failing with transient errors (connection, time-out, 5xx,
+    # throttling) are retried with backoff for this long; then the build stops (a rerun resumes).
+    storage_retry_s: float = Field(120.0, ge=0.0)
 
 
 class BuildConfig(Section):
@@ -382,7 +413,9 @@ class BuildConfig(Section):
         data = self.model_dump()
         for section, values in sections.items():
             data[section].update({k: v for k, v in values.items() if v is not None})
-        return parse_config(data)
+        out = parse_config(data)
+        out.storage._source = self.storage._source
+        return out
 
     def saved(self) -> dict[str, Any]:
         """The config as saved with the output: everything but the storage options."""
@@ -484,4 +517,6 @@ def load_config(path: str | Path | None) -> BuildConfig:
         raise ConfigError(f"config file {p} is not valid YAML{where}") from None
     if data is not None and not isinstance(data, dict):
         raise ConfigError(f"config file {p} must hold a mapping of sections")
-    return parse_config(data)
+    config = parse_config(data)
+    config.storage._source = str(p.resolve())
+    return config

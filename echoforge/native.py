@@ -22,3 +22,22 @@ def limit_malloc_arenas() -> None:
         ctypes.CDLL("libc.so.6").mallopt(_M_ARENA_MAX, MALLOC_ARENAS)
     except (OSError, AttributeError):  # not glibc
         pass
+
+
+def exit_now(code: int = 0) -> None:
+    """Flush and leave the process with ``code`` without the C++ teardown at exit.
+
+    Model libraries (CTranslate2, onnxruntime) keep native thread pools whose static
+    destructors can run after the interpreter has gone and abort the process
+    (``terminate called without an active exception``, signal 6), whatever the build's
+    outcome. Everything a build writes is committed (and fsynced) before this point.
+    """
+    import logging
+
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except Exception:  # noqa: BLE001 - a closed stream has nothing left to flush
+            pass
+    os._exit(code)

@@ -73,7 +73,7 @@ class SeaweedS3:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"weed server exited: {(self.workdir / 'weed.log').read_text()[-2000:]}")
             try:
-                self.filesystem().mkdir(self.bucket)
+                self.filesystem().makedirs(self.bucket, exist_ok=True)
                 self.filesystem().pipe_file(f"{self.bucket}/.probe", b"ok")
                 break
             except Exception:  # noqa: BLE001 - not up yet

@@ -70,7 +70,7 @@ def test_second_build_is_refused_while_one_holds_the_output(where, tmp_path, s3_
             Lease(open_folder(out)).acquire()
     # Released: a lease left by a build on another host can be removed by hand.
     folder = open_folder(out)
-    folder.write_json("_echoforge/lease.json", {"host": "elsewhere", "pid": 1, "renewed": 2e9, "token": "x"})
+    folder.write_json("_echoforge/lease/0000000009.json", {"host": "elsewhere", "pid": 1, "token": "x"})
     with pytest.raises(LeaseHeld, match="host elsewhere"):
         Lease(folder).acquire()
     assert "removed the lease of host elsewhere" in cli("unlock", out).stdout

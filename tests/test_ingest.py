@@ -148,11 +148,19 @@ def test_unknown_file_type_and_missing_input(tmp_path):
         resolve_input(str(tmp_path / "nope.jsonl"))
 
 
-def test_broken_json_file_is_one_reject(tmp_path):
+def test_json_array_cut_off_mid_record_keeps_the_whole_records(tmp_path):
     path = tmp_path / "broken.json"
-    path.write_text('[{"question": "a", "answer": "b"}, {')
+    text = '[{"question": "What is up?", "answer": "The sky."},\n {"question": "How'
+    path.write_text(text)
     turns, (reject,) = ingest(path)
-    assert not turns and "invalid JSON" in reject.detail
+    assert [t.answer_text for t in turns] == ["The sky."]
+    at = text.index('{"question": "How')
+    assert f"broken.json ends at byte {len(text)}, inside the item that starts at byte {at}" in \
+        reject.detail and reject.source_position.endswith(f"item 1 at byte {at}")
+    # Cut between two records (after a comma): the records are all read, the missing end is one reject.
+    path.write_text(text[:at])
+    turns, (reject,) = ingest(path)
+    assert len(turns) == 1 and f"ends at byte {at}" in reject.detail
 
 
 def _ingest_records(tmp_path, records, config: BuildConfig | None = None):
@@ -247,3 +255,61 @@ def test_hub_style_dataset_split_is_honoured(tmp_path):
     assert scan_input(InputSpec(str(repo), "datasets-hub", f"{repo}:test"), 4).rows == 3
     with pytest.raises(InputError, match="no split 'dev'; set ingest.split to one of: train, test"):
         scan_input(InputSpec(str(repo), "datasets-hub", f"{repo}:dev"), 4)
+
+
+def _rows_of(path, slice_rows: int, **kwargs):
+    from echoforge.pipeline.workunits import plan_work_units
+
+    plan = plan_work_units([str(path)], slice_rows, **kwargs)
+    return [r for u in plan.units for r in plan.read(u)]
+
+
+@pytest.mark.parametrize("chunk", [1 << 20, 1, 7, 64])
+def test_json_arrays_are_read_by_slices_and_cut_anywhere(tmp_path, monkeypatch, chunk):
+    import random
+
+    from echoforge.io import readers
+
+    monkeypatch.setattr(readers, "CHUNK", chunk)  # blocks that end inside strings, escapes and items
+
+    records = [{"question": f'Q{i} "quoted\\" [x] {{y}}, z \\\\', "answer": "A" * (i % 7), "n": [i, {"k": "]"}]}
+               for i in range(40)]
+    pieces = [json.dumps(r) for r in records]
+    text = "[\n" + ",\n".join(pieces) + "\n]\n"
+    commas = [2 + sum(len(p) + 2 for p in pieces[:i + 1]) - 2 for i in range(len(pieces))]  # after each record
+    path = tmp_path / "a.json"
+    path.write_text(text)
+    for slice_rows in (1, 3, 16):
+        assert [r.data for r in _rows_of(path, slice_rows)] == records
+    rng = random.Random(7)
+    for cut in sorted(rng.sample(range(2, len(text) - 3), 25)):
+        path.write_text(text[:cut])
+        got = _rows_of(path, 4)
+        complete = sum(1 for c in commas[:-1] if c < cut)  # records whose separating comma is in
+        assert [r.data for r in got[:-1]] == records[:complete]
+        assert len(got) == complete + 1 and f"ends at byte {cut}" in got[-1].error
+    # An array that ends properly after blank space and a trailing comma reads every record.
+    path.write_text("[ " + ", ".join(json.dumps(r) for r in records[:3]) + " , ]")
+    assert [r.data for r in _rows_of(path, 2)] == records[:3]
+
+
+def test_rows_longer_than_the_cap_are_rejects_and_limit_reads_only_what_it_uses(tmp_path):
+    path = tmp_path / "big.jsonl"
+    good = json.dumps({"question": "q?", "answer": "a."})
+    path.write_text(good + "\n" + json.dumps({"question": "x" * 5000, "answer": "a"}) + "\n" + good + "\n")
+    rows = _rows_of(path, 2, max_row_bytes=1000)
+    assert [r.data is not None for r in rows] == [True, False, True]
+    assert "longer than ingest.max_row_bytes=1000" in rows[1].error
+    arr = tmp_path / "big.json"
+    arr.write_text("[" + good + "," + json.dumps({"question": "x" * 5000, "answer": "a"}) + "," + good + "]")
+    rows = _rows_of(arr, 2, max_row_bytes=1000)
+    assert [r.data is not None for r in rows] == [True, False, True] and "max_row_bytes" in rows[1].error
+    # --limit: the plan scans only the rows it uses (what follows may be anything).
+    path.write_bytes(((good + "\n") * 3).encode() + b"\xff" * 10)
+    from echoforge.pipeline.workunits import plan_work_units
+
+    plan = plan_work_units([str(path)], 2, limit=3)
+    assert plan.inputs[0].rows == 3 and plan.total_rows == 3
+    other = tmp_path / "other.jsonl"
+    other.write_bytes(((good + "\n") * 3).encode() + b"different tail\n")
+    assert plan_work_units([str(other)], 2, limit=3).inputs[0].checksum == plan.inputs[0].checksum

@@ -8,7 +8,6 @@ decoder; k-means units need a unit vocoder trained on them.
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Any
 
@@ -19,12 +18,13 @@ from echoforge.backends.units.base import UnitTokenizer
 from echoforge.config import parse_config
 from echoforge.errors import ConfigError, EchoforgeError
 from echoforge.pipeline.output import iter_shards, load_manifest
+from echoforge.storage import safe_name
 
 _COLUMNS = ["id", "answer_units", "units_tokenizer", "units_frame_rate"]
 
 
 def wav_name(row_id: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", row_id) + ".wav"
+    return safe_name(row_id, ".wav")
 
 
 def decode_units(root: str | Path, output: str | Path, *, rows: int | None = None, model: str | None = None,

@@ -17,7 +17,7 @@ import os
 from pathlib import Path
 from typing import Any, Callable
 
-from echoforge.errors import EchoforgeError
+from echoforge.errors import EchoforgeError, explain, root_cause
 from echoforge.pipeline.output import load_manifest
 from echoforge.storage import DataFolder, folder as open_folder
 
@@ -69,10 +69,20 @@ def push(directory: str, repo_id: str, *, private: bool = True, revision: str | 
             raise EchoforgeError(f"{directory} is on {folder.protocol}://: give --staging DIR, a local folder "
                                  "to copy the build into before uploading")
         local = stage_locally(folder, Path(staging), files, progress)
+    from huggingface_hub import get_token
+
+    if token is None and get_token() is None:
+        raise EchoforgeError("no Hugging Face token: run `hf auth login` or set HF_TOKEN, then push again")
     api = HfApi(token=token)
-    api.create_repo(repo_id, repo_type="dataset", private=private, exist_ok=True)
-    commit = api.upload_folder(repo_id=repo_id, folder_path=str(local), repo_type="dataset", revision=revision,
-                               allow_patterns=PUBLISHED, ignore_patterns=NEVER,
-                               commit_message=f"echoforge build: {manifest['rows']} rows, {manifest['hours']:.2f} h")
+    try:
+        api.create_repo(repo_id, repo_type="dataset", private=private, exist_ok=True)
+        commit = api.upload_folder(repo_id=repo_id, folder_path=str(local), repo_type="dataset", revision=revision,
+                                   allow_patterns=PUBLISHED, ignore_patterns=NEVER,
+                                   commit_message=f"echoforge build: {manifest['rows']} rows, {manifest['hours']:.2f} h")
+    except Exception as exc:  # noqa: BLE001 - network, token: one line; a rerun resumes the upload
+        line = explain(root_cause(exc)) or explain(exc)
+        if line is None:
+            raise
+        raise EchoforgeError(f"push to {repo_id} failed: {line}") from None
     return {"repo_id": repo_id, "files": files, "bytes": sum(folder.list()[f] for f in files),
             "private": private, "commit": getattr(commit, "commit_url", str(commit))}

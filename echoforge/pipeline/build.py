@@ -8,9 +8,9 @@ from pathlib import Path
 from typing import Any, Callable
 
 from echoforge.config import BuildConfig
-from echoforge.errors import EchoforgeError, FailureRatioExceeded, InputError
+from echoforge.errors import ConfigError, EchoforgeError, FailureRatioExceeded, InputError
 from echoforge.native import limit_malloc_arenas
-from echoforge.pipeline.commit import add_figures, scan_committed, seal_all
+from echoforge.pipeline.commit import add_figures, reopen_quarantined, scan_committed, seal_all
 from echoforge.pipeline.engines import get_engine
 from echoforge.pipeline.job import Job
 from echoforge.pipeline.layout import BUILD, INTERNAL, LEASE, TMP, Layout, ShardPlan
@@ -101,7 +101,7 @@ def _claim(folder: DataFolder, identity: dict[str, Any], overwrite: bool) -> Non
     """Check (or record) what the folder is a build of; clear it first with ``overwrite``."""
     if overwrite:
         for rel in folder.list():
-            if rel != LEASE:
+            if not rel.startswith(f"{LEASE}/"):
                 folder.delete(rel)
     try:
         old = folder.read_json(BUILD)
@@ -116,6 +116,46 @@ def _claim(folder: DataFolder, identity: dict[str, Any], overwrite: bool) -> Non
         )
     _refuse_foreign(folder)
     folder.write_json(BUILD, identity)
+
+
+def check_devices(config: BuildConfig) -> None:
+    """Stop with one line when a setting asks for CUDA where CUDA cannot be used (no GPU, or a
+    driver older than the runtime), before any model loads."""
+    wanted = [path for path, value in _settings(config.saved()) if path.endswith(".device")
+              and isinstance(value, str) and value.startswith("cuda")]
+    if not wanted:
+        return
+    problem = _cuda_problem()
+    if problem:
+        raise ConfigError(f"{', '.join(wanted)}: cuda, but CUDA cannot be used here ({problem}); set "
+                          f"{'it' if len(wanted) == 1 else 'them'} to cpu, or run where a GPU and a recent "
+                          "enough driver are")
+
+
+def _settings(data: Any, path: str = "") -> list[tuple[str, Any]]:
+    if isinstance(data, dict):
+        return [kv for k, v in data.items() for kv in _settings(v, f"{path}.{k}" if path else str(k))]
+    return [(path, data)]
+
+
+def _cuda_problem() -> str | None:
+    """Why CUDA cannot be used in this process, or None when it can."""
+    try:
+        import ctranslate2
+
+        if ctranslate2.get_cuda_device_count() > 0:
+            return None
+    except Exception:  # noqa: BLE001 - ask torch instead
+        pass
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            return None
+        count = torch.cuda.device_count()
+        return "no CUDA device is visible" if count == 0 else "the NVIDIA driver cannot run this CUDA runtime"
+    except Exception as exc:  # noqa: BLE001 - a broken CUDA runtime is reported as such
+        return f"{type(exc).__name__}: {str(exc)[:120]}"
 
 
 def _check_failures(totals: dict[str, Any], config: BuildConfig) -> None:
@@ -143,6 +183,7 @@ def build(
     overwrite: bool = False,
     break_lease: bool = False,
     verify: bool = False,
+    retry_quarantined: bool = False,
     on_progress: Callable[[dict[str, Any] | None, int, int], None] | None = None,
 ) -> dict[str, Any]:
     """Build (or resume building) a corpus on any filesystem; returns the manifest.
@@ -150,35 +191,41 @@ def build(
     ``on_progress(entry, done, total)`` is called once before any work, with the summed figures
     of the ``done`` units a resume keeps (``rows``, ``rejected``, ``audio_seconds``), and after
     each work unit commits, with its commit entry. ``verify`` checks the sha256 of sealed shards on resume too (parts
-    not yet sealed are always checked).
+    not yet sealed are always checked). ``retry_quarantined`` recomputes the units an earlier
+    run quarantined.
     """
     limit_malloc_arenas()  # before any thread starts: the driver runs stages too
     if not inputs:
         inputs = [str(p) for p in SAMPLE_INPUTS]
         limit = DEFAULT_SAMPLE_LIMIT if limit is None else limit
+    check_devices(config)
+    workers = config.run.workers or os.cpu_count() or 1
+    runner = get_engine(engine, workers=workers, **(engine_options or {}))  # bad engine options fail here
     options = config.storage.options()
-    plan = plan_work_units(inputs, config.run.work_unit_rows, limit, config.ingest.split, options)
+    plan = plan_work_units(inputs, config.run.work_unit_rows, limit, config.ingest.split, options,
+                           config.ingest.max_row_bytes)
     if not plan.units:
         raise InputError("the inputs hold no rows")
-    folder = open_folder(output, options)
+    folder = open_folder(output, options, retry_s=config.run.storage_retry_s)
     folder.check_writable()
     shards = ShardPlan.of(len(plan.units), plan.rows_per_unit, config.output, config.synthesis.keep_answer_audio)
     layout = Layout(folder, shards, config.output.format)
-    job = Job(config, plan, layout)
     if not overwrite:
         _refuse_foreign(folder)
-    with Lease(folder, config.run.lease_ttl_s, break_existing=break_lease):
+    with Lease(folder, config.run.lease_ttl_s, break_existing=break_lease) as lease:
+        job = Job(config, plan, layout, lease.token)
         identity = build_identity(plan, config, limit, identities(job.stages()))
         _claim(folder, identity, overwrite)
+        if retry_quarantined:
+            reopen_quarantined(layout, config.output.row_group_rows)
         done, totals = scan_committed(layout, verify=verify)
         pending = [u for u in plan.units if u.index not in done]
-        workers = config.run.workers or os.cpu_count() or 1
-        runner = get_engine(engine, workers=workers, **(engine_options or {}))
         count = len(done)
         if on_progress:
             on_progress(totals, count, len(plan.units))
         try:
             for entry in runner.run(job, pending):
+                lease.ensure()
                 add_figures(totals, entry)
                 count += 1
                 if on_progress:
@@ -186,6 +233,7 @@ def build(
                 _check_failures(totals, config)
         finally:
             runner.close()
+        lease.token.ensure()
         folder.refresh()  # what the workers committed
         seal_all(layout, config.output.row_group_rows)
         folder.delete(TMP, recursive=True)

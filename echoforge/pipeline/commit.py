@@ -20,7 +20,7 @@ import io
 import os
 import tempfile
 import uuid
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -49,8 +49,11 @@ def _parquet_bytes(table: pa.Table, row_group_rows: int) -> bytes:
 
 def commit_unit(layout: Layout, unit, turns: list[Turn], rejects: list[Reject], *, validation_fraction: float,
                 keep_answer_audio: bool, seconds: dict[str, float], row_group_rows: int = 100,
-                quarantined: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Write a work unit's parts, then its marker, then seal what it completes; return the marker."""
+                quarantined: dict[str, Any] | None = None, fence: Callable[[], None] | None = None) -> dict[str, Any]:
+    """Write a work unit's parts, then its marker, then seal what it completes; return the marker.
+
+    ``fence`` (the build's lease check) runs just before the marker is written and raises
+    when this build may no longer commit."""
     folder = layout.folder
     attempt = uuid.uuid4().hex[:12]
     rows: dict[str, list] = {s: [] for s in SPLITS}
@@ -88,6 +91,8 @@ def commit_unit(layout: Layout, unit, turns: list[Turn], rejects: list[Reject], 
         "gate_audit": audit_counts(turns, rejects),
         "quarantined": quarantined,
     }
+    if fence is not None:
+        fence()
     folder.write_json(layout.marker(unit.index), entry)
     seal_completed(layout, unit.index, row_group_rows)
     return entry
@@ -315,3 +320,53 @@ def seal_all(layout: Layout, row_group_rows: int = 100) -> int:
                 if all(u in committed for u in plan.units(kind, g)) and seal(layout, kind, g, row_group_rows):
                     count += 1
     return count
+
+
+def reopen_quarantined(layout: Layout, row_group_rows: int = 100) -> list[int]:
+    """Make quarantined units pending again (``build --retry-quarantined``); the units reopened.
+
+    A quarantined unit's marker is removed; each sealed shard it belongs to is *unsealed*
+    first: the shard is cut back into one part per unit (by the row counts their markers
+    record), the markers are pointed at those parts, then the shard and its seal marker are
+    deleted, so the shard is sealed again, with the recomputed unit, when all are committed.
+    """
+    folder = layout.folder
+    quarantined = sorted(int(m["unit"]) for _, m in folder.iter_json(f"{INTERNAL}/units")
+                         if m.get("quarantined") and int(m["unit"]) < layout.num_units)
+    for unit in quarantined:
+        for kind in SHARD_KINDS:
+            _unseal(layout, kind, layout.shards.group(kind, unit), row_group_rows)
+        folder.delete(layout.marker(unit))
+    return quarantined
+
+
+def _unseal(layout: Layout, kind: str, group: int, row_group_rows: int) -> None:
+    folder = layout.folder
+    seal_path = layout.seal_marker(kind, group)
+    try:
+        entry = folder.read_json(seal_path)
+    except FileNotFoundError:
+        return
+    units = layout.shards.units(kind, group)
+    markers = {u: folder.read_json(layout.marker(u)) for u in units}
+    if entry["path"] is not None:
+        with folder.open(entry["path"], "rb") as f:
+            data = f.read()
+        if layout.shard_format(kind) == "arrow":
+            table = pa.ipc.open_stream(io.BytesIO(data)).read_all()
+        else:
+            table = pq.read_table(io.BytesIO(data))
+        offset = 0
+        for u in units:
+            part = markers[u]["parts"].get(kind)
+            if part is None:
+                continue
+            data = _parquet_bytes(table.slice(offset, part["rows"]), row_group_rows)
+            offset += part["rows"]
+            path = layout.part(u, uuid.uuid4().hex[:12], kind)
+            folder.write_bytes(path, data)
+            markers[u]["parts"][kind] = {**part, "path": path, "bytes": len(data),
+                                         "sha256": hashlib.sha256(data).hexdigest()}
+            folder.write_json(layout.marker(u), markers[u])
+        folder.delete(entry["path"])
+    folder.delete(seal_path)

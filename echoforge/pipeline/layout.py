@@ -9,7 +9,7 @@ An output folder (local path or object-store URL), in the Hub layout so that
     data/validation-00000-of-00001.parquet
     rejects/rejects-00000-of-00001.parquet      rejects beside the data
     _echoforge/build.json                       what this folder is a build of (the resume guard)
-    _echoforge/lease.json                       the running build's lease (one build at a time)
+    _echoforge/lease/0000000003.json            the running build's lease, by generation (one build at a time)
     _echoforge/units/00000/000123.json          commit marker of work unit 123 (in shard group 0)
     _echoforge/parts/000123/<attempt>/train.parquet   the unit's rows until its shard is sealed
     _echoforge/shards/train-00003.json          seal marker of a shard (written after the shard)
@@ -35,7 +35,7 @@ SPLITS = ("train", "validation")
 SHARD_KINDS = ("train", "validation", "rejects")
 INTERNAL = "_echoforge"
 BUILD = f"{INTERNAL}/build.json"
-LEASE = f"{INTERNAL}/lease.json"
+LEASE = f"{INTERNAL}/lease"
 TMP = f"{INTERNAL}/tmp"  # seals are written here before they are renamed into place (local disk)
 
 # Measured output per input row of the default pipeline on the bundled ShareGPT sample (answer

@@ -1,34 +1,57 @@
-"""One build per output at a time: a lease object with host, pid and time.
+"""One build per output at a time: a fenced lease, taken and handed over by conditional writes only.
 
-The lease is created only when none exists (``O_EXCL`` on local disk, a conditional put on
-S3) and renewed by a heartbeat thread while the build runs. Another build on the same output
-is refused with the holder's host, pid and age. A lease is stale, and taken over, when its
-holder is a dead process on this host, or when it has not been renewed for
-``run.lease_ttl_s`` seconds; ``echoforge unlock DIR`` (or ``build --break-lease``) removes a
-lease by hand, for a holder known to be gone.
+The lease is a sequence of *generations*, ``_echoforge/lease/0000000007.json``; the highest
+one holds the output. A generation is only ever *created*, by a conditional write that fails
+when the object exists (``O_EXCL`` link on local disk, ``If-None-Match: *`` on S3), so of
+builds racing for the same generation exactly one wins. Taking over a stale (or released)
+lease is creating the next generation; nothing is ever deleted or overwritten to take a
+lease, so two builds that both judge it stale cannot both get it.
+
+The holder renews its own generation (a heartbeat thread rewrites it; nobody else writes
+it) and *fences* every commit: before a unit's marker is written, the worker checks that
+the highest generation is still the holder's, with its token (:meth:`LeaseToken.ensure`).
+A build whose lease was taken (it was paused past the time-out) stops with one line
+before it writes another marker. What is left is the window between that check and the
+marker's PUT: no store here offers a write conditional on *another* object, so a build
+paused for longer than ``run.lease_ttl_s`` exactly inside that window can still land one
+marker; the marker is of a deterministic unit and the takeover recomputes or keeps it.
+
+Staleness is judged by the store's clock: a lease is stale when its object was last
+modified ``run.lease_ttl_s`` seconds before a probe object written just now (both times
+are the store's), never by comparing the holder's clock with this one. A dead holder is
+recognised sooner only when the lease proves it ran on this very machine and pid
+namespace (host name, boot id and pid-namespace inode all equal) and its pid is gone or
+reused. ``echoforge unlock DIR`` (or ``build --break-lease``) hands the lease over by hand.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import socket
 import threading
-import time
 import uuid
+from dataclasses import dataclass
 from typing import Any
 
-from echoforge.errors import EchoforgeError
+from echoforge.errors import BuildStopped, EchoforgeError
 from echoforge.pipeline.layout import LEASE
 from echoforge.storage import DataFolder
+
+log = logging.getLogger(__name__)
 
 
 class LeaseHeld(EchoforgeError):
     """Another build holds the output."""
 
 
+class LeaseLost(BuildStopped):
+    """This build's lease was taken over; it must not write another marker."""
+
+
 def _process_started(pid: int) -> float | None:
-    """When process ``pid`` of this host started, or None when there is none."""
+    """When process ``pid`` of this pid namespace started, or None when there is none."""
     import psutil
 
     try:
@@ -39,19 +62,106 @@ def _process_started(pid: int) -> float | None:
         return -1.0  # exists, but not ours to inspect
 
 
-def describe(lease: dict[str, Any]) -> str:
-    age = time.time() - lease.get("renewed", lease.get("started", 0))
-    return f"host {lease.get('host')}, pid {lease.get('pid')}, renewed {age:.0f} s ago"
+def _machine() -> dict[str, Any]:
+    """What proves two processes share a pid space: host name, boot id, pid-namespace inode."""
+    try:
+        with open("/proc/sys/kernel/random/boot_id") as f:
+            boot = f.read().strip()
+    except OSError:
+        boot = None
+    try:
+        pid_ns = os.stat("/proc/self/ns/pid").st_ino
+    except OSError:
+        pid_ns = None
+    return {"host": socket.gethostname(), "boot_id": boot, "pid_ns": pid_ns}
 
 
-def is_stale(lease: dict[str, Any], ttl_s: float) -> bool:
-    """A lease whose holder is gone from this host (its pid dead or reused), or not renewed
-    for ``ttl_s`` seconds."""
-    if lease.get("host") == socket.gethostname():
-        started = _process_started(int(lease.get("pid", -1)))
-        if started is None or (started > 0 and lease.get("pid_started") not in (None, started)):
-            return True
-    return time.time() - float(lease.get("renewed", 0)) > ttl_s
+def _generation_path(gen: int) -> str:
+    return f"{LEASE}/{gen:010d}.json"
+
+
+def _generations(folder: DataFolder) -> list[int]:
+    folder.refresh()
+    out = []
+    for rel in folder.list(LEASE):
+        name = rel.rsplit("/", 1)[-1]
+        if name.endswith(".json") and name[:-5].isdigit():
+            out.append(int(name[:-5]))
+    return sorted(out)
+
+
+@dataclass(frozen=True)
+class Holder:
+    """The current generation of an output's lease."""
+
+    generation: int
+    body: dict[str, Any]
+    modified: float  # by the store's clock
+
+    @property
+    def released(self) -> bool:
+        return bool(self.body.get("released"))
+
+
+def current(folder: DataFolder) -> Holder | None:
+    """The highest lease generation of ``folder``, or None when there is none."""
+    for _ in range(5):
+        gens = _generations(folder)
+        if not gens:
+            return None
+        path = _generation_path(gens[-1])
+        try:
+            body = folder.read_json(path)
+            return Holder(gens[-1], body, folder.modified(path))
+        except (FileNotFoundError, ValueError):
+            continue  # cleaned up or being written meanwhile: list again
+    return None
+
+
+def store_now(folder: DataFolder) -> float:
+    """The store's clock: the modification time of a probe object written now."""
+    probe = f"{LEASE}/clock-{uuid.uuid4().hex}"
+    folder.write_bytes(probe, b"")
+    try:
+        return folder.modified(probe)
+    finally:
+        folder.delete(probe)
+
+
+def describe(lease: dict[str, Any], age_s: float | None = None) -> str:
+    age = f", renewed {age_s:.0f} s ago" if age_s is not None else ""
+    return f"host {lease.get('host')}, pid {lease.get('pid')}{age}"
+
+
+def holder_gone(lease: dict[str, Any]) -> bool:
+    """A holder proven to have run in this pid namespace whose process is gone (or reused)."""
+    here = _machine()
+    if any(lease.get(k) != here[k] or here[k] is None for k in ("host", "boot_id", "pid_ns")):
+        return False
+    started = _process_started(int(lease.get("pid", -1)))
+    return started is None or (started > 0 and lease.get("pid_started") not in (None, started))
+
+
+@dataclass(frozen=True)
+class LeaseToken:
+    """What a worker needs to fence its commits: the folder, the generation and its token."""
+
+    folder: DataFolder
+    generation: int
+    token: str
+
+    def ensure(self) -> None:
+        """Raise :class:`LeaseLost` unless this generation still holds the lease."""
+        holder = current(self.folder)
+        if holder is not None and holder.generation == self.generation and holder.body.get("token") == self.token \
+                and not holder.released:
+            return
+        who = describe(holder.body) if holder is not None else "nobody"
+        raise LeaseLost(
+            f"this build lost its lease on {self.folder.url} (now held by {who}, taken over after "
+            "run.lease_ttl_s without renewal, or by `echoforge unlock`): it stops without writing more; "
+            "committed work units are kept"
+        )
 
 
 class Lease:
@@ -61,55 +171,83 @@ class Lease:
         self.folder = folder
         self.ttl_s = ttl_s
         self.break_existing = break_existing
-        self.token = uuid.uuid4().hex
+        self.token_value = uuid.uuid4().hex
+        self.generation: int | None = None
+        self.lost: str | None = None  # why the heartbeat found the lease gone
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
-    def _body(self) -> bytes:
-        now = time.time()
-        return json.dumps({"host": socket.gethostname(), "pid": os.getpid(), "token": self.token,
-                           "pid_started": _process_started(os.getpid()),
-                           "started": getattr(self, "_started", now), "renewed": now}).encode()
+    @property
+    def token(self) -> LeaseToken:
+        if self.generation is None:
+            raise RuntimeError("the lease is not held")
+        return LeaseToken(self.folder, self.generation, self.token_value)
+
+    def _body(self, released: bool = False) -> bytes:
+        pid = os.getpid()
+        return json.dumps({**_machine(), "pid": pid, "pid_started": _process_started(pid),
+                           "token": self.token_value, "released": released}).encode()
 
     def acquire(self) -> Lease:
-        self._started = time.time()
-        for _ in range(3):
-            if self.folder.create(LEASE, self._body()):
-                break
-            try:
-                current = self.folder.read_json(LEASE)
-            except (FileNotFoundError, ValueError):
-                continue  # released or being written meanwhile: try again
-            if self.break_existing or is_stale(current, self.ttl_s):
-                self.folder.delete(LEASE)
-                continue
-            raise LeaseHeld(
-                f"another build is writing to {self.folder.url} ({describe(current)}); wait for it, or if it is "
-                f"gone, run `echoforge unlock {self.folder.url}` (or pass --break-lease)"
-            )
-        else:
-            raise LeaseHeld(f"could not take the lease on {self.folder.url}; try again")
-        self._thread = threading.Thread(target=self._heartbeat, name="echoforge-lease", daemon=True)
-        self._thread.start()
-        return self
+        for _ in range(10):
+            holder = current(self.folder)
+            if holder is None:
+                target = 1
+            else:
+                age = store_now(self.folder) - holder.modified
+                if not (holder.released or self.break_existing or age > self.ttl_s or holder_gone(holder.body)):
+                    raise LeaseHeld(
+                        f"another build is writing to {self.folder.url} ({describe(holder.body, age)}); wait for "
+                        f"it, or if it is gone, run `echoforge unlock {self.folder.url}` (or pass --break-lease)"
+                    )
+                target = holder.generation + 1
+            path = _generation_path(target)
+            if self.folder.create(path, self._body()) or self._is_mine(path):
+                self.generation = target
+                for old in _generations(self.folder):
+                    if old < target:
+                        self.folder.delete(_generation_path(old))
+                self._thread = threading.Thread(target=self._heartbeat, name="echoforge-lease", daemon=True)
+                self._thread.start()
+                return self
+            # another build created that generation first: judge it again
+        raise LeaseHeld(f"could not take the lease on {self.folder.url}; try again")
+
+    def _is_mine(self, path: str) -> bool:
+        """A create retried after a lost answer finds its own object there."""
+        try:
+            return self.folder.read_json(path).get("token") == self.token_value
+        except (FileNotFoundError, ValueError):
+            return False
+
+    def ensure(self) -> None:
+        """Raise :class:`LeaseLost` when the heartbeat found the lease taken (cheap: no I/O)."""
+        if self.lost:
+            raise LeaseLost(self.lost)
 
     def _heartbeat(self) -> None:
-        while not self._stop.wait(max(1.0, self.ttl_s / 4)):
+        while not self._stop.wait(max(0.05, self.ttl_s / 4)):
             try:
-                if self.folder.read_json(LEASE).get("token") == self.token:
-                    self.folder.write_bytes(LEASE, self._body())
-            except Exception:  # noqa: BLE001 - a missed renewal is retried; the ttl allows several
-                continue
+                self.token.ensure()
+                self.folder.write_bytes(_generation_path(self.generation), self._body())
+            except LeaseLost as exc:
+                self.lost = str(exc)
+                return
+            except Exception as exc:  # noqa: BLE001 - the store is down: commits will stop on it too
+                log.warning("could not renew the lease on %s: %s", self.folder.url, exc)
 
     def release(self) -> None:
         self._stop.set()
         if self._thread is not None:
-            self._thread.join(timeout=5)
+            self._thread.join(timeout=30)
+        if self.generation is None:
+            return
         try:
-            if self.folder.read_json(LEASE).get("token") == self.token:
-                self.folder.delete(LEASE)
-        except (FileNotFoundError, ValueError):
+            self.token.ensure()
+            self.folder.write_bytes(_generation_path(self.generation), self._body(released=True))
+        except Exception:  # noqa: BLE001 - lost or unreachable: the next build judges it by age
             pass
+        self.generation = None
 
     def __enter__(self) -> Lease:
         return self.acquire()
@@ -119,10 +257,12 @@ class Lease:
 
 
 def unlock(folder: DataFolder) -> dict[str, Any] | None:
-    """Remove a lease by hand; the lease that was there, or None."""
-    try:
-        current = folder.read_json(LEASE)
-    except (FileNotFoundError, ValueError):
+    """Hand the lease over by hand (the next generation, released); the holder that was
+    there, or None. A holder still running stops at its next commit."""
+    holder = current(folder)
+    if holder is None or holder.released:
         return None
-    folder.delete(LEASE)
-    return current
+    body = json.dumps({"released": True, "token": uuid.uuid4().hex, "by": "echoforge unlock"}).encode()
+    if not folder.create(_generation_path(holder.generation + 1), body):
+        return unlock(folder)
+    return holder.body

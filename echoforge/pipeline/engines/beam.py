@@ -29,8 +29,9 @@ import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.utils import shared
 
-from echoforge.pipeline.engines.base import Engine, advance, commit_state, read_state, segments
-from echoforge.pipeline.job import Job
+from echoforge.errors import ConfigError
+from echoforge.pipeline.engines.base import Engine, segments
+from echoforge.pipeline.job import Job, run_unit
 from echoforge.pipeline.stages import build_stages
 from echoforge.pipeline.workunits import WorkUnit
 from echoforge.transforms.base import Stage
@@ -52,19 +53,15 @@ class StepDoFn(beam.DoFn):
     """Consecutive stages over one work unit at a time (each in its own batch size); the first
     step reads its units' rows, the last commits them and emits only commit entries."""
 
-    def __init__(self, job: Job, stages: list[Stage], handle: shared.Shared, first: bool, last: bool):
-        self.job, self.stages, self.handle, self.first, self.last = job, stages, handle, first, last
-        self.attempts = job.config.run.unit_attempts
+    def __init__(self, job: Job, stages: list[Stage], handle: shared.Shared, last: bool):
+        self.job, self.stages, self.handle, self.last = job, stages, handle, last
         self._loaded: _Loaded | None = None
 
     def setup(self) -> None:
         self._loaded = self.handle.acquire(lambda: _Loaded(self.stages))
 
-    def process(self, item: Any) -> Iterator[Any]:  # a unit index (first step) or a UnitState
-        state = read_state(self.job, self.job.plan.units[item]) if self.first else item
-        for stage in self._loaded.stages:
-            state = advance(stage, state, self.attempts)
-        yield commit_state(self.job, state) if self.last else state
+    def process(self, work: Any) -> Iterator[Any]:  # a WorkUnit (first step) or the UnitState a step left
+        yield run_unit(self.job, work, self._loaded.stages, commit=self.last)
 
 
 def pipeline_options(pipeline_args: list[str] | None, workers: int = 1) -> PipelineOptions:
@@ -84,14 +81,35 @@ def build_pipeline(p: beam.Pipeline, job: Job, units: list[WorkUnit], accelerato
     one kind of worker; steps of stages that declare GPUs get the ``accelerator`` resource hint
     (e.g. ``type:nvidia-l4;count:1;install-nvidia-driver``)."""
     steps = segments(build_stages(job.config), gpus=bool(accelerator))
-    items = p | "Units" >> beam.Create([u.index for u in units])
+    # Each unit travels with its own range and byte offset: workers hold no plan of units.
+    items = p | "Units" >> beam.Create(list(units))
     for i, stages in enumerate(steps):
         name = "+".join(s.name for s in stages)
-        fn = StepDoFn(job, stages, shared.Shared(), first=i == 0, last=i == len(steps) - 1)
+        fn = StepDoFn(job, stages, shared.Shared(), last=i == len(steps) - 1)
         step = beam.ParDo(fn)
         if accelerator and any(s.resources.num_gpus > 0 for s in stages):
             step = step.with_resource_hints(accelerator=accelerator)
         items = items | f"{name}/Spread" >> beam.Reshuffle() | f"{name}/Run" >> step
+
+
+# What each hosted runner cannot start without, and the option that gives it.
+RUNNER_NEEDS = {"DataflowRunner": (("project", "--project=PROJECT"), ("region", "--region=REGION"),
+                                   ("temp_location", "--temp_location=gs://BUCKET/tmp"))}
+
+
+def check_runner_options(options: PipelineOptions) -> None:
+    """One line naming the missing options of a hosted runner (Dataflow), before any submission."""
+    from apache_beam.options.pipeline_options import GoogleCloudOptions, StandardOptions
+
+    runner = str(options.view_as(StandardOptions).runner or "")
+    needs = RUNNER_NEEDS.get(runner.rsplit(".", 1)[-1])
+    if not needs:
+        return
+    cloud = options.view_as(GoogleCloudOptions)
+    missing = [flag for attr, flag in needs if not getattr(cloud, attr, None)]
+    if missing:
+        raise ConfigError(f"--runner={runner} needs more options: add "
+                          + " ".join(f"--beam-option={flag}" for flag in missing))
 
 
 class BeamEngine(Engine):
@@ -104,6 +122,7 @@ class BeamEngine(Engine):
         super().__init__(workers)
         self.pipeline_args = list(pipeline_args or [])
         self.accelerator = accelerator
+        check_runner_options(pipeline_options(self.pipeline_args, workers))
 
     def run(self, job: Job, units: list[WorkUnit]) -> Iterator[dict[str, Any]]:
         if not units:

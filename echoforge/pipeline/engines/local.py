@@ -21,6 +21,7 @@ set up again in each worker from a cleared cache; the driver's copies are kept u
 
 from __future__ import annotations
 
+import atexit
 import multiprocessing as mp
 import os
 import sys
@@ -32,6 +33,7 @@ from typing import Any, Iterator
 from echoforge.pipeline.engines.base import Engine
 from echoforge.registry import engines
 from echoforge.pipeline.job import Job
+from echoforge.native import exit_now
 from echoforge.pipeline.workunits import WorkUnit
 
 _worker_job: Job | None = None
@@ -40,6 +42,7 @@ _worker_stages = None
 
 def _init_worker(job: Job, devices: list[str], counter) -> None:
     global _worker_job, _worker_stages
+    atexit.register(exit_now, 0)  # no native teardown abort when the pool shuts the worker down
     if devices:
         with counter.get_lock():
             index = counter.value

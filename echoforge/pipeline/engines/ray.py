@@ -10,15 +10,18 @@ stage seconds). The first operator reads its units' input rows; the last commits
 from the worker it runs on, through :meth:`Job.commit`, and passes on only the commit entry.
 The driver receives commit entries and nothing else: no audio, no rows.
 
-A stage that raises on a unit is retried on it up to ``run.unit_attempts`` times; then the
-unit is quarantined (committed with no rows and one reject naming its input range).
-Crashed actors are restarted by Ray, which retries their tasks.
+Each segment runs its units through :func:`~echoforge.pipeline.job.run_unit`, with the
+retries and quarantine of every engine. Crashed actors are restarted by Ray, which retries
+their tasks.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import pickle
+import socket
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -26,8 +29,9 @@ import pyarrow as pa
 import ray
 from ray.data import ActorPoolStrategy, DataContext
 
-from echoforge.pipeline.engines.base import Engine, UnitState, advance, commit_state, read_state, segments
-from echoforge.pipeline.job import Job
+from echoforge.errors import EchoforgeError
+from echoforge.pipeline.engines.base import Engine, segments
+from echoforge.pipeline.job import Job, UnitState, run_unit
 from echoforge.pipeline.stages import build_stages
 from echoforge.pipeline.workunits import WorkUnit
 from echoforge.transforms.base import Stage
@@ -49,21 +53,16 @@ class _SegmentFn:
     """A Ray Data actor running consecutive stages over one work unit at a time; the first
     segment reads its units' rows, the last commits them and emits only commit entries."""
 
-    def __init__(self, job: Job, stages: list[Stage], attempts: int, first: bool, last: bool):
-        self.job, self.stages, self.attempts, self.first, self.last = job, stages, attempts, first, last
+    def __init__(self, job: Job, stages: list[Stage], first: bool, last: bool):
+        self.job, self.stages, self.first, self.last = job, stages, first, last
         for stage in stages:
             stage.ensure_setup()
 
     def __call__(self, batch: pa.Table) -> pa.Table:
-        if self.first:
-            states = [read_state(self.job, self.job.plan.units[i]) for i in batch.column("unit").to_pylist()]
-        else:
-            states = _decode(batch)
-        for stage in self.stages:
-            states = [advance(stage, s, self.attempts) for s in states]
+        work = [WorkUnit(**row) for row in batch.to_pylist()] if self.first else _decode(batch)
         if not self.last:
-            return _encode(states)
-        entries = [commit_state(self.job, s) for s in states]
+            return _encode([run_unit(self.job, w, self.stages, commit=False) for w in work])
+        entries = [run_unit(self.job, w, self.stages) for w in work]
         return pa.Table.from_pydict({"unit": [e["unit"] for e in entries],
                                      "entry": [pickle.dumps(e) for e in entries]}, schema=ENTRY)
 
@@ -86,6 +85,29 @@ def _segment_options(stages: list[Stage], scale: float, cpus: float, gpus: float
     return options
 
 
+def _check_answers(address: str, timeout_s: float) -> None:
+    """Fail with one line, within ``timeout_s``, when the cluster at ``address`` does not
+    answer (``ray.init`` would wait for it for minutes)."""
+    if address in ("auto", "local"):
+        return
+    hostport = address.split("://", 1)[-1].rstrip("/")
+    host, _, port = hostport.rpartition(":")
+    if not port.isdigit():
+        host, port = hostport, "10001" if address.startswith("ray://") else "6379"
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            with socket.create_connection((host or "127.0.0.1", int(port)), timeout=min(5.0, timeout_s)):
+                return
+        except OSError as exc:
+            if time.monotonic() >= deadline:
+                raise EchoforgeError(
+                    f"the Ray cluster at {address} does not answer ({exc.strerror or exc}) after {timeout_s:.0f} s: "
+                    "check --ray-address (host:port of the head, 6379 by default; ray://host:10001 for Ray "
+                    "Client) and that the cluster is up") from None
+            time.sleep(1.0)
+
+
 class RayEngine(Engine):
     """Options: ``address`` (join that cluster; otherwise a local instance starts, or the
     cluster in ``RAY_ADDRESS`` is joined, as under ``ray job submit``), ``num_cpus`` (local
@@ -94,9 +116,11 @@ class RayEngine(Engine):
     name = "ray"
 
     def __init__(self, workers: int = 1, address: str | None = None, num_cpus: int | None = None,
-                 runtime_env: dict[str, Any] | None = None, log_to_driver: bool = False):
+                 runtime_env: dict[str, Any] | None = None, log_to_driver: bool = False,
+                 connect_timeout_s: float = 30.0):
         super().__init__(workers)
         self.address = address
+        self.connect_timeout_s = connect_timeout_s
         self.num_cpus = num_cpus
         self.runtime_env = runtime_env
         self.log_to_driver = log_to_driver
@@ -107,6 +131,7 @@ class RayEngine(Engine):
             return
         common: dict[str, Any] = {"runtime_env": self.runtime_env, "log_to_driver": self.log_to_driver}
         if self.address or os.environ.get("RAY_ADDRESS"):
+            _check_answers(self.address or os.environ["RAY_ADDRESS"], self.connect_timeout_s)
             ray.init(address=self.address, **common)
         else:
             ray.init(address="local", num_cpus=self.num_cpus, include_dashboard=False, **common)
@@ -121,7 +146,6 @@ class RayEngine(Engine):
         ctx.print_on_execution_start = False
 
         stages = build_stages(job.config)  # not set up: each actor loads its own models
-        attempts = job.config.run.unit_attempts
         cluster = ray.cluster_resources()
         cpus, gpus = float(cluster.get("CPU", 1.0)), float(cluster.get("GPU", 0.0))
         groups = segments(stages, gpus > 0)
@@ -130,9 +154,10 @@ class RayEngine(Engine):
         wanted = sum(max(s.resources.num_cpus for s in group) for group in groups)
         scale = min(1.0, cpus / wanted)
 
-        ds = ray.data.from_items([{"unit": u.index} for u in units], override_num_blocks=min(len(units), 1000))
+        # Each unit travels with its own range and byte offset: workers hold no plan of units.
+        ds = ray.data.from_items([dataclasses.asdict(u) for u in units], override_num_blocks=min(len(units), 1000))
         for i, group in enumerate(groups):
-            ds = ds.map_batches(_SegmentFn, fn_constructor_args=(job, group, attempts, i == 0, i == len(groups) - 1),
+            ds = ds.map_batches(_SegmentFn, fn_constructor_args=(job, group, i == 0, i == len(groups) - 1),
                                 batch_format="pyarrow", **_segment_options(group, scale, cpus, gpus))
         for batch in ds.iter_batches(batch_format="pyarrow", batch_size=None):
             for blob in batch.column("entry").to_pylist():
