@@ -24,6 +24,17 @@ def limit_malloc_arenas() -> None:
         pass
 
 
+def one_math_thread() -> None:
+    """Run BLAS (and OpenMP) math on one thread in a process that runs stages. Worker processes
+    are the unit of parallelism; and a BLAS call split over two threads rounds differently from
+    one on a single thread (faster-whisper's mel filterbank in numpy: units changed between the
+    local engine and Ray, which starts its workers with one thread), so rows would depend on
+    where they were computed. Called after set-up too, for libraries a model loads."""
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(limits=1)
+
+
 def exit_now(code: int = 0) -> None:
     """Flush and leave the process with ``code`` without the C++ teardown at exit.
 

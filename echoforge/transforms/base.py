@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import ClassVar, Generic, Iterable, TypeVar
 
 from echoforge.config import BuildConfig
-from echoforge.native import limit_malloc_arenas
+from echoforge.native import limit_malloc_arenas, one_math_thread
 from echoforge.schemas.records import Reject, Turn
 
 log = logging.getLogger(__name__)
@@ -51,7 +51,9 @@ class Stage(Generic[In]):
     def ensure_setup(self) -> None:
         if not self._ready:
             limit_malloc_arenas()  # a process that runs stages runs their native model code
+            one_math_thread()
             self.setup()
+            one_math_thread()  # and the libraries the set-up loaded
             self._ready = True
 
     def identity(self) -> dict[str, str]:
