@@ -168,12 +168,11 @@ def test_the_aligner_loads_once_per_process_and_only_when_needed(speech, monkeyp
 
 
 def test_resources_and_config():
-    assert not Align(parse_config({"align": {"aligner": "synthesiser"}})).resources.uses_model
     auto = Align(parse_config({"align": {"batch_size": 4}})).resources
-    assert auto.uses_model and auto.batch_size == 4 and auto.num_gpus == 0
+    assert auto.batch_size == 4 and auto.num_gpus == 0
     gpu = Align(parse_config({"align": {"aligner": "ctc", "device": "cuda",
                                         "ctc": {"backend": "wav2vec2", "model": "/models/w2v2"}}})).resources
-    assert gpu.num_gpus == 1 and gpu.uses_model
+    assert gpu.num_gpus == 1
     with pytest.raises(ConfigError, match=r"align\.ctc\.model: the wav2vec2 aligner needs"):
         parse_config({"align": {"ctc": {"backend": "wav2vec2"}}})
     with pytest.raises(ConfigError, match=r"align\.aligner"):

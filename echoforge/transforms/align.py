@@ -190,7 +190,7 @@ class Align(Stage[Turn]):
         if self.aligner is None:
             return Resources()
         wants_gpu = self.aligner.uses_gpu and a.device in ("cuda", "auto")
-        return Resources(batch_size=a.batch_size, uses_model=True, num_gpus=1.0 if wants_gpu else 0.0)
+        return Resources(batch_size=a.batch_size, num_gpus=1.0 if wants_gpu else 0.0)
 
     def setup(self) -> None:
         self.tokenizer.setup()

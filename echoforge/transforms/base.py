@@ -28,8 +28,6 @@ class Resources:
     batch_size: int = 16
     num_cpus: float = 1.0
     num_gpus: float = 0.0  # used only where GPUs exist
-    concurrency: int | None = None  # actors / workers; None lets the engine decide
-    uses_model: bool = False  # worth keeping in a long-lived actor
 
 
 class Stage(Generic[In]):

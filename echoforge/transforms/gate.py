@@ -98,7 +98,7 @@ class Gate(Stage[Turn]):
     @property
     def resources(self) -> Resources:
         on_gpu = bool(self.asr) and self.config.gate.whisper.device == "cuda"
-        return Resources(batch_size=self.config.gate.batch_size, uses_model=bool(self.asr),
+        return Resources(batch_size=self.config.gate.batch_size,
                          num_gpus=1.0 if on_gpu else 0.0)
 
     def setup(self) -> None:

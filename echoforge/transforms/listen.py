@@ -41,7 +41,7 @@ class Listen(Stage[Turn]):
     def resources(self) -> Resources:
         c = self.config.listen
         busy = c.dnsmos or c.speaker
-        return Resources(batch_size=c.batch_size, uses_model=busy,
+        return Resources(batch_size=c.batch_size,
                          num_gpus=1.0 if busy and c.device == "cuda" else 0.0)
 
     def setup(self) -> None:

@@ -168,7 +168,7 @@ class Speakable(Stage[Turn]):
 
     @property
     def resources(self) -> Resources:
-        return Resources(batch_size=32, uses_model=True)
+        return Resources(batch_size=32)
 
     def setup(self) -> None:
         import pysbd

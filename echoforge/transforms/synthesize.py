@@ -32,7 +32,7 @@ class Synthesize(Stage[Turn]):
     @property
     def resources(self) -> Resources:
         c = self.config.synthesis
-        return Resources(batch_size=c.batch_size, uses_model=True, num_gpus=1.0 if self.backend.uses_gpu else 0.0)
+        return Resources(batch_size=c.batch_size, num_gpus=1.0 if self.backend.uses_gpu else 0.0)
 
     def setup(self) -> None:
         self.backend.setup()

@@ -28,7 +28,7 @@ class Tokenize(Stage[Turn]):
     def resources(self) -> Resources:
         device = self.config.units.device
         wants_gpu = device == "cuda" or (device == "auto" and self.tokenizer.uses_gpu)
-        return Resources(batch_size=self.config.units.batch_size, uses_model=True,
+        return Resources(batch_size=self.config.units.batch_size,
                          num_gpus=1.0 if wants_gpu else 0.0)
 
     def setup(self) -> None:

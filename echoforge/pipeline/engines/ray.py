@@ -72,13 +72,9 @@ def _segment_options(stages: list[Stage], scale: float, cpus: float, gpus: float
     res = [s.resources for s in stages]
     num_cpus = max(r.num_cpus for r in res)
     num_gpus = max(r.num_gpus for r in res) if gpus > 0 else 0.0
-    fixed = [r.concurrency for r in res if r.concurrency]
-    if fixed:
-        compute = ActorPoolStrategy(size=min(fixed))
-    else:
-        # As many actors as the declared resources allow, at least one.
-        limit = gpus / num_gpus if num_gpus > 0 else cpus / max(num_cpus, 1e-3)
-        compute = ActorPoolStrategy(min_size=1, max_size=max(1, int(limit)))
+    # As many actors as the declared resources allow, at least one.
+    limit = gpus / num_gpus if num_gpus > 0 else cpus / max(num_cpus, 1e-3)
+    compute = ActorPoolStrategy(min_size=1, max_size=max(1, int(limit)))
     options: dict[str, Any] = {"batch_size": 1, "num_cpus": num_cpus * scale, "compute": compute}
     if num_gpus > 0:
         options["num_gpus"] = num_gpus
