@@ -116,6 +116,22 @@ def test_fit_units_fits_a_codebook_for_hubert(model_dir, cache_env, tmp_path):
     assert units.codebook_size == 8 and len(np.unique(units.codes)) > 1
 
 
+def test_fit_units_runs_on_the_local_engine_and_its_workers_change_nothing(model_dir, cache_env):
+    """fit-units runs its work units through the local engine (workers set up once, units read
+    and staged as in a build); two workers fit the very codebook one fits."""
+    from echoforge.commands.fit_units import DEFAULT_FIT_INPUT, fit_codebook
+
+    config = parse_config({"run": {"work_unit_rows": 1},
+                           "units": {"tokenizer": "hubert-kmeans", "hubert": {"model": str(model_dir), "layer": 2}}})
+    seen: list[tuple[int, int]] = []
+    one = fit_codebook([str(DEFAULT_FIT_INPUT)], config, k=8, limit=3, workers=1)
+    two = fit_codebook([str(DEFAULT_FIT_INPUT)], config, k=8, limit=3, workers=2,
+                       progress=lambda done, total: seen.append((done, total)))
+    assert seen == [(1, 3), (2, 3), (3, 3)]
+    assert one.provenance["frames"] == two.provenance["frames"] > 8
+    np.testing.assert_array_equal(one.centroids, two.centroids)
+
+
 def test_the_tokenize_stage_batches_and_rejects_only_the_bad_turn(model_dir, codebook):
     from echoforge.schemas.records import Speech, Turn
     from echoforge.transforms.tokenize import Tokenize

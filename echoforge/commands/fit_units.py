@@ -10,11 +10,12 @@ distances); ``docs/units.md`` has the measured effect of each choice.
 
 from __future__ import annotations
 
-import multiprocessing as mp
+import logging
 import time
-from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
 from importlib.metadata import version
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -22,41 +23,80 @@ from echoforge.backends.units.base import KMeansCodebook, create_tokenizer
 from echoforge.backends.units.phones import frame_phones, phone_segments
 from echoforge.config import BuildConfig
 from echoforge.errors import EchoforgeError
-from echoforge.pipeline.stages import run_chain
+from echoforge.pipeline.engines.local import LocalEngine
+from echoforge.pipeline.job import run_unit
 from echoforge.pipeline.workunits import Plan, WorkUnit, plan_work_units
+from echoforge.schemas.records import Reject, Turn
+from echoforge.transforms.base import Stage
 from echoforge.transforms.ingest import Ingest
 from echoforge.transforms.speakable import Speakable
 from echoforge.transforms.synthesize import Synthesize
 
+log = logging.getLogger(__name__)
+
 DEFAULT_FIT_INPUT = Path(__file__).resolve().parents[1] / "data" / "units_fit.jsonl"
 
-_state: dict = {}
+class EncoderStates(Stage):
+    """The tokenizer's encoder, set up once per worker; its records pass through unchanged
+    (:class:`FeaturesJob` reads the states of their speech)."""
+
+    name = "encoder"
+
+    def setup(self) -> None:
+        self.tokenizer = create_tokenizer(self.config.units)
+        if not hasattr(self.tokenizer, "setup_encoder"):
+            raise EchoforgeError(f"fit-units fits k-means for an encoder tokenizer (whisper-kmeans, hubert-kmeans), "
+                                 f"not {self.config.units.tokenizer}")
+        self.tokenizer.setup_encoder()
+
+    def process(self, batch: list[Turn]) -> tuple[list[Turn], list[Reject]]:
+        return batch, []
 
 
-def _init(config: BuildConfig, plan: Plan) -> None:
-    stages = [Ingest(config), Speakable(config), Synthesize(config)]
-    tok = create_tokenizer(config.units)
-    if not hasattr(tok, "setup_encoder"):
-        raise EchoforgeError(f"fit-units fits k-means for an encoder tokenizer (whisper-kmeans, hubert-kmeans), "
-                             f"not {config.units.tokenizer}")
-    tok.setup_encoder()
-    _state.update(stages=stages, tokenizer=tok, plan=plan)
+@dataclass
+class FeaturesJob:
+    """What fit-units asks of a worker for one work unit: its speech as encoder states and the
+    phone at each frame. The local engine runs it as it runs a build's job (workers set up
+    once, units read and staged by :func:`~echoforge.pipeline.job.run_unit`); a unit gives
+    its features instead of a commit."""
 
+    config: BuildConfig
+    plan: Plan
+    _stages: list[Stage] | None = field(default=None, repr=False, compare=False)
 
-def _features(unit: WorkUnit) -> tuple[np.ndarray, np.ndarray, float]:
-    """Encoder states of a work unit's speech, the phone at each frame ("" where none), seconds."""
-    result = run_chain(_state["stages"], list(_state["plan"].read(unit)))
-    tok = _state["tokenizer"]
-    feats, phones, seconds = [], [], 0.0
-    for turn in result.kept:
-        for speech in (turn.question_speech, turn.answer_speech):
-            f = tok.features(speech.audio, speech.sample_rate)
-            feats.append(f)
-            phones.append(frame_phones(phone_segments(speech.phonemes), len(f), tok.frame_rate))
-            seconds += speech.duration_s
-    if not feats:
-        return np.zeros((0, 0), np.float32), np.zeros(0, dtype="<U4"), seconds
-    return np.concatenate(feats), np.concatenate(phones), seconds
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_stages": None}  # each worker sets up its own models
+
+    def stages(self) -> list[Stage]:
+        if self._stages is None:
+            c = self.config
+            self._stages = [Ingest(c), Speakable(c), Synthesize(c), EncoderStates(c)]
+        return self._stages
+
+    def process(self, unit: WorkUnit, stages: list[Stage]) -> dict[str, Any]:
+        """Encoder states of a unit's speech, the phone at each frame ("" where none), seconds."""
+        state = run_unit(self, unit, stages, commit=False)
+        if state.failure is not None:
+            return self.quarantine(unit, state.failure, state.attempts)
+        tok = stages[-1].tokenizer
+        feats, phones, seconds = [], [], 0.0
+        for turn in state.records:
+            for speech in (turn.question_speech, turn.answer_speech):
+                f = tok.features(speech.audio, speech.sample_rate)
+                feats.append(f)
+                phones.append(frame_phones(phone_segments(speech.phonemes), len(f), tok.frame_rate))
+                seconds += speech.duration_s
+        if not feats:
+            return {"unit": unit.index, "features": np.zeros((0, 0), np.float32), "phones": np.zeros(0, dtype="<U4"),
+                    "seconds": seconds}
+        return {"unit": unit.index, "features": np.concatenate(feats), "phones": np.concatenate(phones),
+                "seconds": seconds}
+
+    def quarantine(self, unit: WorkUnit, error: str, attempts: int) -> dict[str, Any]:
+        """A unit that failed gives no features; the fit goes on without it."""
+        log.warning("fit-units: work unit %d gave no features after %d attempts: %s", unit.index, attempts, error)
+        return {"unit": unit.index, "features": np.zeros((0, 0), np.float32), "phones": np.zeros(0, dtype="<U4"),
+                "seconds": 0.0}
 
 
 def fit_projection(data: np.ndarray, phones: np.ndarray, transform: str) -> tuple[np.ndarray | None, np.ndarray | None, dict]:
@@ -99,22 +139,22 @@ def fit_codebook(inputs: list[str], config: BuildConfig, *, k: int = 500, seed: 
     chunks: list[np.ndarray] = []
     phone_chunks: list[np.ndarray] = []
     seconds = 0.0
-    if workers <= 1:
-        _init(config, plan)
-        results = map(_features, plan.units)
-    else:
-        pool = ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"), initializer=_init,
-                                   initargs=(config, plan))
-        results = pool.map(_features, plan.units)
-    for i, (feats, phones, secs) in enumerate(results):
-        if len(feats):
-            chunks.append(feats)
-            phone_chunks.append(phones)
-        seconds += secs
-        if progress:
-            progress(i + 1, len(plan.units))
-    if workers > 1:
-        pool.shutdown()
+    engine = LocalEngine(workers)
+    results: dict[int, dict[str, Any]] = {}
+    try:
+        for result in engine.run(FeaturesJob(config, plan), list(plan.units)):
+            results[result["unit"]] = result
+            if progress:
+                progress(len(results), len(plan.units))
+    finally:
+        engine.close()
+    for _, result in sorted(results.items()):  # in input order, whichever worker finished first
+        if len(result["features"]):
+            chunks.append(result["features"])
+            phone_chunks.append(result["phones"])
+        seconds += result["seconds"]
+    if not chunks:
+        raise EchoforgeError("no speech to fit on: every input row was rejected before synthesis")
     data, phones = np.concatenate(chunks), np.concatenate(phone_chunks)
     if len(data) > max_frames:  # a seeded subsample keeps memory and time bounded
         keep = np.sort(np.random.default_rng(seed).choice(len(data), max_frames, replace=False))
