@@ -211,13 +211,17 @@ class WhisperASR:
         """Encoder states of a clip (see :func:`encoder_states`)."""
         return encoder_states(self._model, audio16k)
 
-    def transcribe_batch(self, audios16k: list[np.ndarray]) -> list[Transcript]:
-        """Transcripts of 16 kHz clips: one encoder pass over the speech alone and batched
+    def transcribe_batch(self, audios16k: list[np.ndarray],
+                         states: list[np.ndarray | None] | None = None) -> list[Transcript]:
+        """Transcripts of 16 kHz clips: one encoder pass over the speech alone (or the clip's
+        ``states``, where another stage already computed them with this model) and batched
         decoding for clips within one window (heard again by :meth:`transcribe` when the fast
         path fails its checks); faster-whisper's transcribe for the rest."""
         out: list[Transcript | None] = [None] * len(audios16k)
+        given = states or [None] * len(audios16k)
         short = [] if self.timestamps else [i for i, a in enumerate(audios16k) if len(a) <= 30 * WHISPER_RATE]
-        heard = self.decode([self.encode(audios16k[i]) for i in short], lambda k: audios16k[short[k]])
+        heard = self.decode([given[i] if given[i] is not None else self.encode(audios16k[i]) for i in short],
+                            lambda k: audios16k[short[k]])
         for i, transcript in zip(short, heard):
             out[i] = transcript
         for i, audio in enumerate(audios16k):

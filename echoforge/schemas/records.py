@@ -54,6 +54,15 @@ class Transcript:
 
 
 @dataclass
+class Encoding:
+    """Encoder states of a clip and the identity of the model that computed them: one encoder
+    pass shared by the stages that use that encoder (the units, then the gate's transcript)."""
+
+    model: str
+    states: np.ndarray
+
+
+@dataclass
 class Units:
     """Speech units of an utterance: ``codes`` has shape (num_codebooks, frames)."""
 
@@ -101,7 +110,7 @@ class Turn:
     question_speech: Speech | None = None
     answer_speech: Speech | None = None
     answer_units: Units | None = None
-    answer_heard: Transcript | None = None  # the answer's transcript when its encoding was shared with the units
+    answer_encoding: Encoding | None = None  # the answer's encoder states, when the units came from the gate ASR's encoder
     alignment: list[dict[str, Any]] = field(default_factory=list)
     segments: list[dict[str, Any]] = field(default_factory=list)
     echo_segments: list[dict[str, Any]] = field(default_factory=list)

@@ -120,8 +120,8 @@ class Gate(Stage[Turn]):
         return {**{f"{side}_asr": v for side, v in ids.items()}, **extra}
 
     def hear(self, turns: list[Turn]) -> list[dict[str, Transcript]]:
-        """Each turn's transcript per side with an ASR: the answer's from the tokenize stage when it
-        shared this ASR's encoder, the rest transcribed here as one batch per side."""
+        """Each turn's transcript per side with an ASR, one batch per side; the answer's decoded
+        from the encoder states the tokenize stage kept when its units share this ASR's encoder."""
         heard: list[dict[str, Transcript]] = [{} for _ in turns]
         for side in self.asr:
             for h, transcript in zip(heard, self.hear_side(turns, side)):
@@ -131,16 +131,10 @@ class Gate(Stage[Turn]):
     def hear_side(self, turns: list[Turn], side: str) -> list[Transcript]:
         """One side's transcripts of turns (that side must have an ASR)."""
         asr = self.asr[side]
-        out: list[Transcript | None] = []
-        for turn in turns:
-            shared = turn.answer_heard if side == "answer" else None
-            out.append(shared if shared is not None and shared.model == asr.identity()["asr"] else None)
-        todo = [i for i, t in enumerate(out) if t is None]
-        speech = [getattr(turns[i], f"{side}_speech") for i in todo]
-        clips = [resample(s.audio, s.sample_rate, WHISPER_RATE) for s in speech]
-        for i, transcript in zip(todo, asr.transcribe_batch(clips)):
-            out[i] = transcript
-        return out
+        shared = [t.answer_encoding if side == "answer" else None for t in turns]
+        states = [e.states if e is not None and e.model == asr.identity()["asr"] else None for e in shared]
+        speech = [getattr(t, f"{side}_speech") for t in turns]
+        return asr.transcribe_batch([resample(s.audio, s.sample_rate, WHISPER_RATE) for s in speech], states)
 
     def process(self, batch: list[Turn]) -> tuple[list[Turn], list[Reject]]:
         """Length rules, then one batched ASR pass per side, then each turn's figures and limits;
@@ -180,7 +174,7 @@ class Gate(Stage[Turn]):
     def judge(self, turn: Turn, heard: dict[str, Transcript]) -> Turn:
         figures, ref_words = self.measure(turn, heard)
         self.check(turn, figures, ref_words)
-        return turn.replace(quality=figures, answer_heard=None)
+        return turn.replace(quality=figures, answer_encoding=None)
 
     def reject(self, turn: Turn, r: StageReject, heard: dict[str, Transcript] | None = None) -> Reject:
         """A reject that shows what was judged: the side's spoken text, what the ASR heard and how."""

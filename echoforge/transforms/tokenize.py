@@ -6,10 +6,10 @@ import logging
 
 import numpy as np
 
-from echoforge.backends.asr import WhisperASR, fits_window
+from echoforge.backends.asr import WhisperASR
 from echoforge.backends.units import create_tokenizer
 from echoforge.config import BuildConfig
-from echoforge.schemas.records import Reject, Turn, Units
+from echoforge.schemas.records import Encoding, Reject, Turn, Units
 from echoforge.transforms.base import Resources, Stage, StageReject
 
 log = logging.getLogger(__name__)
@@ -22,7 +22,7 @@ class Tokenize(Stage[Turn]):
         super().__init__(config)
         self.tokenizer = create_tokenizer(config.units)
         self._unit_lm = None
-        self._asr: WhisperASR | None = None
+        self._shared_with: str | None = None  # identity of the gate ASR whose encoder the units share
 
     @property
     def resources(self) -> Resources:
@@ -35,8 +35,7 @@ class Tokenize(Stage[Turn]):
         self.tokenizer.setup()
         asr = WhisperASR.for_side(self.config.gate, "answer")
         if asr is not None and self.tokenizer.encodes_like(asr):
-            asr.setup()
-            self._asr = asr  # the gate's answer transcript comes from the same encoder states
+            self._shared_with = asr.identity()["asr"]  # the gate decodes the states these units come from
         if self.config.units.unit_lm:
             from echoforge.backends.units.unit_lm import UnitLanguageModel
 
@@ -54,21 +53,19 @@ class Tokenize(Stage[Turn]):
         if not all(np.isfinite(t.answer_speech.audio).all() for t in batch):
             return super().process(batch)
         try:
-            if self._asr is not None:
-                return self._with_transcripts(batch), []
+            if self._shared_with is not None:
+                return self._with_states(batch), []
             units = self.tokenizer.encode_batch([(t.answer_speech.audio, t.answer_speech.sample_rate) for t in batch])
         except Exception:  # noqa: BLE001 - find the turn that fails below
             log.debug("batched tokenize failed; tokenizing one at a time", exc_info=True)
             return super().process(batch)
         return [self._with_units(t, u) for t, u in zip(batch, units)], []
 
-    def _with_transcripts(self, batch: list[Turn]) -> list[Turn]:
-        """Units and the gate's answer transcript from one encoder pass per answer."""
+    def _with_states(self, batch: list[Turn]) -> list[Turn]:
+        """Units from one encoder pass per answer, its states kept for the gate to decode."""
         states = [self.tokenizer.features(t.answer_speech.audio, t.answer_speech.sample_rate) for t in batch]
-        short = [i for i, s in enumerate(states) if fits_window(s)]
-        heard = dict(zip(short, self._asr.decode([states[i] for i in short])))
-        return [self._with_units(t, self.tokenizer.units_of(s)).replace(answer_heard=heard.get(i))
-                for i, (t, s) in enumerate(zip(batch, states))]
+        return [self._with_units(t, self.tokenizer.units_of(s)).replace(answer_encoding=Encoding(self._shared_with, s))
+                for t, s in zip(batch, states)]
 
     def process_one(self, turn: Turn) -> Turn:
         speech = turn.answer_speech
