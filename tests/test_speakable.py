@@ -87,7 +87,9 @@ def test_huge_numbers_emoji_and_scripts(stage):
     t, _ = run(stage, "Great 🎉 thanks! 👍")
     assert t.answer_spoken == "Great thanks!" and "answer: dropped emoji" in t.speakable_notes
     _, r = run(stage, "مرحبا بالعالم")
-    assert r.reason == "nothing_speakable" and "Arabic script" in r.detail
+    assert r.reason == "language" and "Arabic" in r.detail
+    _, r = run(stage, "Γεια σου κόσμε")  # a script the language detector does not know
+    assert r.reason == "nothing_speakable" and "Greek script" in r.detail
     t, _ = run(stage, "In Hebrew it is שלום, pronounced shalom.")
     assert t.answer_spoken == "In Hebrew it is, pronounced shalom." and "ש" not in t.answer_spoken
     assert "answer: dropped words in Hebrew script" in t.speakable_notes
@@ -223,5 +225,5 @@ def test_a_huge_answer_costs_no_more_than_the_part_that_can_be_kept(stage, monke
 
 
 def test_what_is_kept_after_the_cap_must_still_be_speakable(stage):
-    _, r = run(stage, "Fine.", question="A.\n\n" + "word " * 200)  # the long paragraph does not fit the cap
+    _, r = run(stage, "A.\n\n" + "word " * 300)  # the long paragraph does not fit the cap
     assert r.reason == "nothing_speakable" and "truncated to 1 of 2 sentences" in r.detail
