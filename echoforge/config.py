@@ -79,8 +79,8 @@ class SpeakableConfig(Section):
     max_question_chars: int | None = Field(None, ge=1)
     max_answer_sentences: int = Field(12, ge=1)
     max_answer_chars: int | None = Field(None, ge=1)
-    chars_per_second: float = Field(14.0, gt=0.0)  # spoken characters per second of speech (docs/speakable.md)
-    units_per_char: float = Field(2.0, gt=0.0)  # deduplicated answer units per spoken character (docs/speakable.md)
+    chars_per_second: float = Field(15.0, gt=0.0)  # spoken characters per second of speech (docs/speakable.md)
+    units_per_char: float = Field(2.2, gt=0.0)  # deduplicated answer units per spoken character (docs/speakable.md)
     overflow: Literal["truncate", "reject"] = "truncate"
     language_check: bool = True  # identify each side's and sentence's language; refuse what the voices do not speak
     min_letters: int = Field(2, ge=1)  # fewer speakable letters than this: reject
