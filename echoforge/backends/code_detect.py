@@ -56,7 +56,7 @@ _SQL_STATEMENT = re.compile(r"^\s*(?:select\s.+\sfrom\s+\w+|insert\s+into\s+\w+|
 _ABBREV_DOT = re.compile(r"\b(?:[A-Za-z]\.){2,}")  # e.g. i.e. U.S.
 # Maths said as speech (spoken_forms.speak_maths): numbers, one-letter variables and units joined by
 # operators ("10X = 5", "2x + 3 = 7", "36 km/h = 36 x 1000 / 3600 m/s"), and arrows between words.
-_TERM = (r"\(*(?:[-−]?(?:\d+(?:[.,]\d+)*|\.\d+)(?:\s?(?:[A-Za-z]{1,3}(?:/[A-Za-z]{1,3})?|%)(?![\w(]))?"
+_TERM = (r"\(*(?:[-−]?[$€£]?(?:\d+(?:[.,]\d+)*|\.\d+)(?:\s?(?:[A-Za-z]{1,3}(?:/[A-Za-z]{1,3})?|%)(?![\w(]))?"
          r"|(?<![\w.])[A-Za-z](?![\w(]))(?:\s?(?:\^\s?[-−]?\w+|[²³]))?\)*")
 _MATHS_OP = r"\s?(?:[=≈≠≤≥<>+±×x*·÷/−–-]|->|→)\s?"
 _MATHS = re.compile(rf"(?<![\w.]){_TERM}(?:{_MATHS_OP}{_TERM})+")

@@ -3,7 +3,8 @@ wheel carries its n-gram models; nothing is downloaded).
 
 The detector knows a limited set of languages (English and the twenty most spoken others, plus
 whatever the voices speak): fewer candidates are faster and confuse less. It judges only text
-with enough letters and a clear winner; short texts ("OK", numbers, names) are never judged.
+with enough letters where the voices' languages are all but ruled out; short texts ("OK",
+numbers, names) are never judged.
 Its models load on first use, per script, in the high-accuracy mode (the low-accuracy mode
 takes English sentences full of names for German or French).
 """
@@ -13,6 +14,11 @@ from __future__ import annotations
 #: English and the twenty most spoken other languages lingua knows (ISO 639-1).
 COMMON_LANGUAGES = ("en", "zh", "es", "hi", "ar", "bn", "pt", "ru", "ja", "de", "ko", "fr", "tr", "vi", "it",
                     "ur", "id", "fa", "pl", "nl", "uk")
+
+
+#: Confidence the voices' languages may have together before a text counts as foreign: English
+#: questions naming a foreign thing ("Who was Charlemagne?") still give English 0.1 or more.
+MAX_SPOKEN = 0.05
 
 
 class LanguageID:
@@ -28,15 +34,17 @@ class LanguageID:
         codes = [getattr(lingua.IsoCode639_1, c.upper(), None) for c in self.languages]
         self._detector = lingua.LanguageDetectorBuilder.from_iso_codes_639_1(*[c for c in codes if c]).build()
 
-    def detect(self, text: str, min_letters: int, min_confidence: float) -> str | None:
-        """ISO 639-1 code of the text's language when it has ``min_letters`` letters and the
-        winner's confidence is at least ``min_confidence``; None otherwise."""
+    def foreign(self, text: str, spoken: tuple[str, ...] | list[str], min_letters: int) -> str | None:
+        """ISO 639-1 code of the text's language when it is clearly none of ``spoken``: at least
+        ``min_letters`` letters, the winner at least half the confidence, and the ``spoken``
+        languages together under :data:`MAX_SPOKEN`. None otherwise (short, mixed or unclear)."""
         if sum(ch.isalpha() for ch in text) < min_letters:
             return None
         values = self._detector.compute_language_confidence_values(text)
-        if not values or values[0].value < min_confidence:
+        codes = [(v.language.iso_code_639_1.name.lower(), v.value) for v in values]
+        if not codes or codes[0][1] < 0.5 or sum(p for code, p in codes if code in spoken) >= MAX_SPOKEN:
             return None
-        return values[0].language.iso_code_639_1.name.lower()
+        return codes[0][0]
 
     def identity(self) -> dict[str, str]:
         from importlib.metadata import version

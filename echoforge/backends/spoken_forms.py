@@ -31,7 +31,7 @@ _UNITS: dict[str, tuple[str, str]] = {
     "mAh": ("milliamp hour", "milliamp hours"), "kWh": ("kilowatt hour", "kilowatt hours"),
     "mph": ("mile per hour", "miles per hour"), "km/h": ("kilometer per hour", "kilometers per hour"),
     "tbsp": ("tablespoon", "tablespoons"), "tsp": ("teaspoon", "teaspoons"),
-    "L": ("liter", "liters"), "mL": ("milliliter", "milliliters"),
+    "L": ("liter", "liters"), "mL": ("milliliter", "milliliters"), "g": ("gram", "grams"),
 }
 _PER_SECOND = {"kB", "KB", "MB", "GB", "TB", "KiB", "MiB", "GiB", "B"}
 _NUMBER = r"(?<![\w.,])(\d+(?:[.,]\d+)*)"
@@ -72,6 +72,7 @@ _MEASURES: dict[str, tuple[str, str]] = {
     "W": ("watt", "watts"), "kW": ("kilowatt", "kilowatts"), "N": ("newton", "newtons"), "Pa": ("pascal", "pascals"),
 }
 _MEASURE = "|".join(sorted(map(re.escape, _MEASURES), key=len, reverse=True))
+_LENGTHS = {"m", "km", "cm", "mm", "mi", "ft", "in"}
 _POWER_WORDS = {"2": "squared", "²": "squared", "3": "cubed", "³": "cubed"}
 _COMPOUND = re.compile(_NUMBER + rf"\s?({_MEASURE})/({_MEASURE})(?:\^?([23²³]))?(?![\w/^])")
 _AREA = re.compile(_NUMBER + rf"\s?({_MEASURE})(?:\^([23])|([²³]))(?![\w/^])")
@@ -95,8 +96,8 @@ _POWERS = [
 ]
 _TIMES = re.compile(_OPERAND_END + r"\s*[×·*]\s*" + _OPERAND_START + r"|(?<=\d)\s+[xX]\s+(?=[\d(])")
 _BY = re.compile(r"(?<=\d)[xX](?=\d)")  # 1920x1080, 3x3
-_TIMES_AS = re.compile(r"(?<=\d)[xX](?=\s+(?:faster|slower|more|less|larger|smaller|bigger|higher|lower|better|"
-                       r"worse|cheaper|as|the)\b)")
+_TIMES_AS = re.compile(r"(?<=\d)[xX](?=\s+(?:[a-z]+er|more|less|as|the)\b)")  # "2x faster"
+_DIGIT_SLASH = re.compile(r"(?<![\d.])(\d[\d.,]*)(\s*)/(\s*)(\d[\d.,]*)")
 _DIVIDED = re.compile(_OPERAND_END + r"\s*÷\s*" + _OPERAND_START + r"|" + _OPERAND_END + r"\s+/\s+" + _OPERAND_START
                       + r"|(?<![\w.])([A-Za-z])/([A-Za-z])(?![\w/])")
 _PLUS = re.compile(_OPERAND_END + r"\s*\+\s*(?=[\w(√.])")
@@ -117,22 +118,33 @@ GREEK_SYMBOLS = {"π": "pi", "θ": "theta", "α": "alpha", "β": "beta", "γ": "
                  "ε": "epsilon", "ρ": "rho", "τ": "tau"}
 _GREEK_SYMBOL = re.compile(r"(?<![\u0370-\u03ff])[" + "".join(GREEK_SYMBOLS) + r"](?![\u0370-\u03ff])")
 #: What the normaliser says for a symbol it is handed (never in a spoken text of this stage).
+#: ("hash", "dot" and "pipe" are left out: they are also words, as in "hash map").
 SPOKEN_SYMBOL_NAMES = ("equal sign", "open paren", "close paren", "underscore", "asterisk", "slash",
-                       "vertical bar", "circumflex", "tilde", "hash", "backslash", "caret", "left bracket",
-                       "right bracket", "pipe", "dollar sign", "at sign", "ampersand", "percent sign")
+                       "backslash", "vertical bar", "circumflex", "tilde", "caret", "left bracket",
+                       "right bracket", "dollar sign", "at sign", "ampersand", "percent sign")
 
 
 def _compound(m: re.Match) -> str:
     number, top, bottom, power = m.groups()
     singular, plural = _MEASURES[top]
-    words = f"{number} {singular if number == '1' else plural} per {_MEASURES[bottom][0]}"
-    return f"{words} {_POWER_WORDS[power]}" if power else words
+    words = f"{number} {singular if number == '1' else plural} per"
+    if power and bottom in _LENGTHS:  # g/cm^3: per cubic centimeter
+        return f"{words} {'square' if power in '2²' else 'cubic'} {_MEASURES[bottom][0]}"
+    return f"{words} {_MEASURES[bottom][0]} {_POWER_WORDS[power]}" if power else f"{words} {_MEASURES[bottom][0]}"
 
 
 def _area(m: re.Match) -> str:
     number, unit, power = m.group(1), m.group(2), m.group(3) or m.group(4)
     singular, plural = _MEASURES[unit]
     return f"{number} {'square' if power in '2²' else 'cubic'} {singular if number == '1' else plural}"
+
+
+def _division(m: re.Match) -> str:
+    """In an equation, "1000/3600" and "8 / 2" are divided; "3/4" stays a fraction for the normaliser."""
+    top, space_before, space_after, bottom = m.groups()
+    if space_before or space_after or len(top) > 2 or len(bottom) > 2:
+        return f"{top} divided by {bottom}"
+    return m.group()
 
 
 def speak_maths(text: str) -> str:
@@ -150,7 +162,7 @@ def speak_maths(text: str) -> str:
     text = _NUMBER_SIGN.sub("number ", text)
     text = re.sub(r"(?<=[A-Z])&(?=[A-Z])", " and ", text)
     if _EQUATION.search(text):
-        text = re.sub(r"(?<=\d)\s*/\s*(?=\d)", " divided by ", text)
+        text = _DIGIT_SLASH.sub(_division, text)
         text = _COEFFICIENT.sub(r"\1 \2", text)
         text = _MINUS.sub(lambda m: f"{m.group(1)} minus " if m.group(1) else " minus ", text)
     text = _TIMES_AS.sub(" times", text)
@@ -183,7 +195,8 @@ def _unit(m: re.Match) -> str:
 
 def greek_symbols(text: str) -> str:
     """A Greek letter standing alone (not in a Greek word) said by its name: ``πr^2`` → "pi r^2"."""
-    return _GREEK_SYMBOL.sub(lambda m: f" {GREEK_SYMBOLS[m.group()]} ", text)
+    said = _GREEK_SYMBOL.sub(lambda m: f" {GREEK_SYMBOLS[m.group()]} ", text)
+    return text if said == text else re.sub(r" {2,}", " ", said).strip()
 
 
 def before_normalizing(text: str) -> str:

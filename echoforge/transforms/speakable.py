@@ -25,8 +25,8 @@ from echoforge.schemas.records import Turn
 from echoforge.transforms.base import Resources, Stage, StageReject
 from echoforge.transforms.screen import CODE_GAP, URL_GAP, Screen
 
-_SIDE_LANGUAGE = (12, 0.5)  # (letters, confidence) before a side's language is judged
-_SENTENCE_LANGUAGE = (20, 0.8)  # the same for one sentence inside a side
+_SIDE_LETTERS = 12  # letters a side needs before its language is judged
+_SENTENCE_LETTERS = 20  # the same for one sentence inside a side
 _LANGUAGE_SAMPLE = 2000  # characters of a side's prose its language is judged on
 
 _WORDLIKE_CODE = re.compile(r"^[A-Za-z][A-Za-z0-9_ .'-]{0,40}$")
@@ -237,17 +237,17 @@ class Speakable(Stage[Turn]):
         """Refuse a side written in a language its voices do not speak (when that is clear)."""
         written = " ".join(line for block in prose.blocks for line in block.lines)
         written = written.replace(URL_GAP, " ").replace(CODE_GAP, " ")[:_LANGUAGE_SAMPLE]
-        found = self.language.detect(written, *_SIDE_LANGUAGE)
         spoken = self.voice_languages[side]
-        if found is not None and found not in spoken:
+        found = self.language.foreign(written, spoken, _SIDE_LETTERS)
+        if found is not None:
             voices = "assistant voice speaks" if side == "answer" else "user voices speak"
             raise StageReject("language", f"the {side} is in {language_name(found)}; the {voices} "
                               f"{', '.join(language_name(c) for c in spoken)}")
 
     def _foreign(self, spoken: tuple[str, ...], sentence: str) -> str | None:
         """The language of a sentence its voice cannot speak, or None."""
-        found = self.language.detect(sentence, *_SENTENCE_LANGUAGE)
-        return language_name(found) if found is not None and found not in spoken else None
+        found = self.language.foreign(sentence, spoken, _SENTENCE_LETTERS)
+        return language_name(found) if found is not None else None
 
     def _normalize(self, sentence: str) -> str:
         sentence = before_normalizing(sentence)
