@@ -58,7 +58,7 @@ _ABBREV_DOT = re.compile(r"\b(?:[A-Za-z]\.){2,}")  # e.g. i.e. U.S.
 # operators ("10X = 5", "2x + 3 = 7", "36 km/h = 36 x 1000 / 3600 m/s"), and arrows between words.
 _TERM = (r"\(*(?:[-−]?[$€£]?(?:\d+(?:[.,]\d+)*|\.\d+)(?:\s?(?:[A-Za-z]{1,3}(?:/[A-Za-z]{1,3})?|%)(?![\w(]))?"
          r"|(?<![\w.])[A-Za-z](?![\w(]))(?:\s?(?:\^\s?[-−]?\w+|[²³]))?\)*")
-_MATHS_OP = r"\s?(?:[=≈≠≤≥<>+±×x*·÷/−–-]|->|→)\s?"
+_MATHS_OP = r"\s?(?:[<>!]=|[=≈≠≤≥<>+±×x*·÷/−–-]|->|→)\s?"
 _MATHS = re.compile(rf"(?<![\w.]){_TERM}(?:{_MATHS_OP}{_TERM})+")
 _STATEMENT = re.compile(r"[;{]\s*$|[{}]|\+\+")  # a line like this is code even if it holds maths
 _WORD_ARROW = re.compile(r"(?<=[\w'])\s+(?:->|→)\s+(?=[\w'(])|\s*→\s*")

@@ -11,14 +11,21 @@ takes English sentences full of names for German or French).
 
 from __future__ import annotations
 
+import unicodedata
+
+import regex
+
+_NAME = regex.compile(r"\b\p{Lu}\p{L}*")  # a capitalised word: a name, a noun, a unit
+
 #: English and the twenty most spoken other languages lingua knows (ISO 639-1).
 COMMON_LANGUAGES = ("en", "zh", "es", "hi", "ar", "bn", "pt", "ru", "ja", "de", "ko", "fr", "tr", "vi", "it",
                     "ur", "id", "fa", "pl", "nl", "uk")
 
 
 #: Confidence the voices' languages may have together before a text counts as foreign: English
-#: questions naming a foreign thing ("Who was Charlemagne?") still give English 0.1 or more.
-MAX_SPOKEN = 0.05
+#: questions naming a foreign thing ("What was the Renaissance?") give English 0.1 or more; a
+#: French sentence of 50 letters gives it about 0.07.
+MAX_SPOKEN = 0.1
 
 
 class LanguageID:
@@ -36,13 +43,15 @@ class LanguageID:
 
     def foreign(self, text: str, spoken: tuple[str, ...] | list[str], min_letters: int) -> str | None:
         """ISO 639-1 code of the text's language when it is clearly none of ``spoken``: at least
-        ``min_letters`` letters, the winner at least half the confidence, and the ``spoken``
-        languages together under :data:`MAX_SPOKEN`. None otherwise (short, mixed or unclear)."""
-        if sum(ch.isalpha() for ch in text) < min_letters:
+        ``min_letters`` letters (:func:`_letters`), a third of them outside capitalised words (a
+        list of names or units, "Johann Sebastian Bach", "Meter (m)", is in no language), the
+        winner at least 0.3 of the confidence, and the ``spoken`` languages together under
+        :data:`MAX_SPOKEN`. None otherwise (short, mixed or unclear)."""
+        if _letters(text) < min_letters or _letters(_NAME.sub(" ", text)) < min_letters // 3 + 1:
             return None
         values = self._detector.compute_language_confidence_values(text)
         codes = [(v.language.iso_code_639_1.name.lower(), v.value) for v in values]
-        if not codes or codes[0][1] < 0.5 or sum(p for code, p in codes if code in spoken) >= MAX_SPOKEN:
+        if not codes or codes[0][1] < 0.3 or sum(p for code, p in codes if code in spoken) >= MAX_SPOKEN:
             return None
         return codes[0][0]
 
@@ -50,6 +59,13 @@ class LanguageID:
         from importlib.metadata import version
 
         return {"language_id": f"lingua-language-detector=={version('lingua-language-detector')}"}
+
+
+def _letters(text: str) -> int:
+    """Letters of a text, one outside the Latin alphabet counting three (a CJK character or a
+    letter of another script says more about the language than a Latin one)."""
+    return sum(1 if ch.isascii() or unicodedata.name(ch, "").startswith("LATIN") else 3
+               for ch in text if ch.isalpha())
 
 
 def language_name(code: str) -> str:

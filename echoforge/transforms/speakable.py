@@ -25,8 +25,8 @@ from echoforge.schemas.records import Turn
 from echoforge.transforms.base import Resources, Stage, StageReject
 from echoforge.transforms.screen import CODE_GAP, URL_GAP, Screen
 
-_SIDE_LETTERS = 12  # letters a side needs before its language is judged
-_SENTENCE_LETTERS = 20  # the same for one sentence inside a side
+_SIDE_LETTERS = 20  # letters a side needs before its language is judged (a CJK character counts 3)
+_SENTENCE_LETTERS = 25  # the same for one sentence inside a side
 _LANGUAGE_SAMPLE = 2000  # characters of a side's prose its language is judged on
 
 _WORDLIKE_CODE = re.compile(r"^[A-Za-z][A-Za-z0-9_ .'-]{0,40}$")
