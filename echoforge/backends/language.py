@@ -16,6 +16,7 @@ import unicodedata
 import regex
 
 _NAME = regex.compile(r"\b\p{Lu}\p{L}*")  # a capitalised word: a name, a noun, a unit
+_WORD = regex.compile(r"\p{L}+")
 
 #: English and the twenty most spoken other languages lingua knows (ISO 639-1).
 COMMON_LANGUAGES = ("en", "zh", "es", "hi", "ar", "bn", "pt", "ru", "ja", "de", "ko", "fr", "tr", "vi", "it",
@@ -43,11 +44,12 @@ class LanguageID:
 
     def foreign(self, text: str, spoken: tuple[str, ...] | list[str], min_letters: int) -> str | None:
         """ISO 639-1 code of the text's language when it is clearly none of ``spoken``: at least
-        ``min_letters`` letters (:func:`_letters`), a third of them outside capitalised words (a
-        list of names or units, "Johann Sebastian Bach", "Meter (m)", is in no language), the
+        ``min_letters`` letters (:func:`_letters`), a third of them in lower-case words of three
+        letters or more (a list of names or units, "Johann Sebastian Bach", "Meter (m)", is in no language), the
         winner at least 0.3 of the confidence, and the ``spoken`` languages together under
         :data:`MAX_SPOKEN`. None otherwise (short, mixed or unclear)."""
-        if _letters(text) < min_letters or _letters(_NAME.sub(" ", text)) < min_letters // 3 + 1:
+        content = " ".join(w for w in _WORD.findall(_NAME.sub(" ", text)) if len(w) > 2)
+        if _letters(text) < min_letters or _letters(content) < min_letters // 3 + 1:
             return None
         values = self._detector.compute_language_confidence_values(text)
         codes = [(v.language.iso_code_639_1.name.lower(), v.value) for v in values]
