@@ -79,15 +79,39 @@ class SpeakableConfig(Section):
     images: Policy = "drop"
     normalizer: Literal["nemo", "none"] = "nemo"
     nemo_cache_dir: str | None = None  # default: ~/.cache/echoforge/nemo
-    max_question_chars: int = Field(600, ge=1)
+    # Length budgets: unset, the character caps follow the gate's limits (question_chars and
+    # answer_chars below); set, they are checked against them when the config loads.
+    max_question_chars: int | None = Field(None, ge=1)
     max_answer_sentences: int = Field(12, ge=1)
-    max_answer_chars: int = Field(1200, ge=1)
+    max_answer_chars: int | None = Field(None, ge=1)
+    chars_per_second: float = Field(15.0, gt=0.0)  # spoken characters per second of speech (docs/speakable.md)
+    units_per_char: float = Field(2.2, gt=0.0)  # deduplicated answer units per spoken character (docs/speakable.md)
     overflow: Literal["truncate", "reject"] = "truncate"
+    language_check: bool = True  # identify each side's and sentence's language; refuse what the voices do not speak
     min_letters: int = Field(2, ge=1)  # fewer speakable letters than this: reject
     # Said instead of a dropped URL ("the link in the text"); unset: the sentence that needs it goes.
     url_placeholder: str | None = None
     # Said where a code block or table was dropped ("See the {what} in the text."); unset: nothing.
     block_placeholder: str | None = None
+
+    def question_chars(self, config: BuildConfig) -> int:
+        """Spoken characters a question may have: ``gate.max_question_audio_s`` of the slowest
+        user voice (``rate_jitter``), or ``max_question_chars`` when set (or no audio limit: 600)."""
+        seconds = config.gate.max_question_audio_s
+        if self.max_question_chars is not None or seconds is None:
+            return self.max_question_chars or 600
+        return int(seconds * self.chars_per_second / (1 + config.synthesis.rate_jitter))
+
+    def answer_chars(self, config: BuildConfig) -> int:
+        """Spoken characters an answer is cut to (at a sentence end): ``gate.max_answer_dedup_units``
+        of the slowest assistant voice, within ``gate.max_duration_s``; or ``max_answer_chars``."""
+        if self.max_answer_chars is not None:
+            return self.max_answer_chars
+        slow = 1 + config.synthesis.assistant_rate_jitter
+        caps = [config.gate.max_duration_s * self.chars_per_second / slow]
+        if config.gate.max_answer_dedup_units is not None:
+            caps.append(config.gate.max_answer_dedup_units / (self.units_per_char * slow))
+        return int(min(caps))
 
 
 class SectionError(ValueError):
@@ -407,6 +431,23 @@ class BuildConfig(Section):
     output: OutputConfig = OutputConfig()
     run: RunConfig = RunConfig()
     storage: StorageConfig = StorageConfig()
+
+    @model_validator(mode="after")
+    def _length_budgets(self) -> BuildConfig:
+        """Character caps that are set must fit the gate's audio and unit limits."""
+        sp, gate = self.speakable, self.gate
+        derived = sp.model_copy(update={"max_question_chars": None, "max_answer_chars": None})
+        if sp.max_question_chars is not None and gate.max_question_audio_s is not None \
+                and sp.max_question_chars > derived.question_chars(self):
+            raise ValueError(f"speakable.max_question_chars={sp.max_question_chars} is more than "
+                             f"gate.max_question_audio_s={gate.max_question_audio_s} s of speech at "
+                             f"{sp.chars_per_second} characters per second (at most {derived.question_chars(self)})")
+        if sp.max_answer_chars is not None and sp.max_answer_chars > derived.answer_chars(self):
+            raise ValueError(f"speakable.max_answer_chars={sp.max_answer_chars} is more than the gate keeps "
+                             f"(gate.max_answer_dedup_units={gate.max_answer_dedup_units} at {sp.units_per_char} "
+                             f"units per character, gate.max_duration_s={gate.max_duration_s}): at most "
+                             f"{derived.answer_chars(self)}")
+        return self
 
     def with_overrides(self, **sections: dict[str, Any]) -> BuildConfig:
         """A copy with some fields of some sections changed, validated again."""

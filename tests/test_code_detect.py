@@ -135,3 +135,26 @@ def test_no_prose_sentence_of_the_bundled_samples_is_flagged():
                  for s in segment(line) if s.strip()]
     assert len(sentences) > 3000
     assert [s for s in sentences if classify(s) is not None] == []
+
+
+@pytest.mark.parametrize("text", [
+    "10X = 5, X = 0.5", "2x + 3 = 7", "36 km/h = 36 x 1000 / 3600 m/s = 10 m/s", "Naruto -> Naruto, Nippon -> Japan",
+    "x^2 + y^2 = 25", "15% of 80 = 0.15 * 80 = 12.", "(5 + 3) * 2 = 16", "Area = 3.14 * r^2", "F = m * a",
+    "Evaporation → condensation → precipitation.", "1 USD → 0.92 EUR", "Speed = 150 km / 2 h = 75 km/h.",
+])
+def test_maths_and_mappings_are_speech_not_code(text):
+    assert classify(text) is None
+
+
+@pytest.mark.parametrize("text", [
+    "int x = 5;", "let y = x * 2;", "p->next = NULL;", "fn add(a: i32, b: i32) -> i32 { a + b }",
+    "if x > 10: print(x)", "arr[i] = arr[i-1] + 1",
+])
+def test_code_holding_maths_is_still_code(text):
+    finding = classify(text)
+    assert finding is not None and finding.kind == "code"
+
+
+def test_greek_letters_in_maths_are_said_by_name():
+    assert drop_foreign_words("The area is πr^2 and Δx is small.") == ("The area is pi r^2 and delta x is small.", None)
+    assert drop_foreign_words("Το αλφάβητο")[1] == "Greek"

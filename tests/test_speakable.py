@@ -87,7 +87,9 @@ def test_huge_numbers_emoji_and_scripts(stage):
     t, _ = run(stage, "Great 🎉 thanks! 👍")
     assert t.answer_spoken == "Great thanks!" and "answer: dropped emoji" in t.speakable_notes
     _, r = run(stage, "مرحبا بالعالم")
-    assert r.reason == "nothing_speakable" and "Arabic script" in r.detail
+    assert r.reason == "language" and "Arabic" in r.detail
+    _, r = run(stage, "Γεια σου κόσμε")  # a script the language detector does not know
+    assert r.reason == "nothing_speakable" and "Greek script" in r.detail
     t, _ = run(stage, "In Hebrew it is שלום, pronounced shalom.")
     assert t.answer_spoken == "In Hebrew it is, pronounced shalom." and "ש" not in t.answer_spoken
     assert "answer: dropped words in Hebrew script" in t.speakable_notes
@@ -218,10 +220,147 @@ def test_a_huge_answer_costs_no_more_than_the_part_that_can_be_kept(stage, monke
     huge, _ = run(stage, " ".join([sentence] * 2000))  # 130,000 characters
     assert len(calls) < 20
     short, _ = run(stage, " ".join([sentence] * 40))
-    assert huge.answer_sentences == short.answer_sentences and len(huge.answer_sentences) == 12
-    assert "answer: truncated to 12 of " in " ".join(huge.speakable_notes)
+    # 11 sentences of 75 characters fill the answer's character cap (903)
+    assert huge.answer_sentences == short.answer_sentences and len(huge.answer_sentences) == 11
+    assert "answer: truncated to 11 of " in " ".join(huge.speakable_notes)
 
 
 def test_what_is_kept_after_the_cap_must_still_be_speakable(stage):
-    _, r = run(stage, "Fine.", question="A.\n\n" + "word " * 200)  # the long paragraph does not fit the cap
+    _, r = run(stage, "A.\n\n" + "word " * 300)  # the long paragraph does not fit the cap
     assert r.reason == "nothing_speakable" and "truncated to 1 of 2 sentences" in r.detail
+
+
+@pytest.mark.parametrize("written,spoken", [
+    ("10X = 5, X = 0.5", "ten X equals five, X equals zero point five"),
+    ("Solve 2x + 3 = 7.", "Solve two x plus three equals seven."),
+    ("36 km/h = 36 x 1000 / 3600 m/s = 10 m/s",
+     "thirty six kilometers per hour equals thirty six times one thousand divided by three thousand six hundred "
+     "meters per second equals ten meters per second"),
+    ("Naruto -> Naruto, Nippon -> Japan", "Naruto to Naruto, Nippon to Japan"),
+    ("Evaporation → condensation → precipitation.", "Evaporation to condensation to precipitation."),
+    ("x^2 + y^3 = 2^n", "x squared plus y cubed equals two to the power of n"),
+    ("144 / 12 = 12.", "one hundred and forty four divided by twelve equals twelve."),
+    ("10 - 3 = 7 and 7 × 8 = 56.", "ten minus three equals seven and seven times eight equals fifty six."),
+    ("1/4 + 1/2 = 3/4.", "one quarter plus one half equals three quarters."),
+    ("The area is πr^2.", "The area is pi r squared."),
+    ("Density = 200 g / 50 cm^3 = 4 g/cm^3.",
+     "Density equals two hundred grams divided by fifty cubic centimeters equals four grams per cubic centimeter."),
+    ("It costs $25/month and is 2x faster.", "It costs twenty five dollars per month and is two times faster."),
+    ("Use TCP/IP and/or UDP as the #1 choice.", "Use TCP IP and or UDP as the number one choice."),
+])
+def test_maths_arrows_and_units_are_said_as_words(stage, written, spoken):
+    t, _ = run(stage, written)
+    assert t.answer_spoken == spoken and not t.speakable_notes
+
+
+def test_no_symbol_is_said_by_its_name(stage):
+    from echoforge.text.spoken_forms import SPOKEN_SYMBOL_NAMES
+
+    texts = ["a = b", "Set x_y and a * b, then a / b.", "Use input/output and x|y.", "2^10 = 1024", "a ~ b",
+             "Q&A at 8:00; ratio 3:1.", "x = -2 and y <= 5", "Path: a\\b"]
+    for text in texts:
+        t, _ = run(stage, text)
+        said = t.answer_spoken.lower()
+        assert not [n for n in SPOKEN_SYMBOL_NAMES if n in said], (text, said)
+
+
+def test_real_code_is_still_dropped_beside_maths(stage):
+    t, _ = run(stage, "Solve 10X = 5, so X = 0.5.\n\nlet y = x * 2;\n\nThat is all.")
+    assert t.answer_spoken == "Solve ten X equals five, so X equals zero point five. That is all."
+    assert any("unfenced javascript code" in n for n in t.speakable_notes)
+
+
+@pytest.mark.parametrize("language,question,answer", [
+    ("Chinese", "什么是人工智能？", "人工智能是让计算机模拟人类智能的技术，包括学习、推理和理解语言。"),
+    ("Russian", "Расскажи коротко о Москве.", "Москва — столица России и крупнейший город страны."),
+    ("Arabic", "ما هو الذكاء الاصطناعي؟", "الذكاء الاصطناعي هو قدرة الحاسوب على التعلم والتفكير مثل الإنسان."),
+    ("Japanese", "日本の首都はどこですか？", "日本の首都は東京です。東京は世界でも有数の大都市です。"),
+    ("Spanish", "¿Cuál es la capital de España?", "La capital de España es Madrid, una ciudad llena de museos y parques."),
+    ("French", "Quelle est la capitale de la France ?", "La capitale de la France est Paris, la plus grande ville du pays."),
+    ("German", "Was ist die Hauptstadt von Deutschland?", "Die Hauptstadt von Deutschland ist Berlin, eine sehr große Stadt."),
+])
+def test_turns_in_other_languages_never_reach_an_english_voice(stage, language, question, answer):
+    for q, a in ((question, answer), ("Tell me something interesting about the capital city.", answer),
+                 (question, "It is a large city with many museums, parks and old buildings.")):
+        _, r = run(stage, a, question=q)
+        assert r is not None and r.reason == "language" and r.stage == "speakable", (q, a)
+        assert language in r.detail and "English" in r.detail
+
+
+@pytest.mark.parametrize("question,answer", [
+    ("What does 'carpe diem' mean?", "Carpe diem is Latin for seize the day: make the most of the present."),
+    ("What was the Renaissance?", "The Renaissance was a cultural movement that began in Italy."),
+    ("What is Kindergarten?", "In German, Kindergarten means children's garden; English borrowed the word."),
+    ("How do you say thank you in French?", "You say merci, or merci beaucoup for thank you very much."),
+])
+def test_english_turns_with_a_foreign_phrase_keep_the_english(stage, question, answer):
+    t, r = run(stage, answer, question=question)
+    assert r is None and t.question_spoken == question and not any("sentence in" in n for n in t.speakable_notes)
+
+
+def test_a_sentence_in_another_language_is_dropped_with_a_note(stage):
+    text = ("The French national motto goes back to the revolution of 1789. It is written on coins and on many "
+            "public buildings. La liberté, l'égalité et la fraternité sont les valeurs de la République française. "
+            "Most French children learn it at school.")
+    t, _ = run(stage, text)
+    assert "liberté" not in t.answer_spoken and t.answer_spoken.endswith("Most French children learn it at school.")
+    assert any(n.startswith("answer: dropped sentence in French") for n in t.speakable_notes)
+
+
+def test_the_voices_declare_their_languages(tmp_path, cache_env):
+    import json
+
+    from echoforge.backends.tts.coqui import CoquiBackend
+    from echoforge.backends.tts.piper import PiperBackend
+    from echoforge.config import CoquiConfig
+
+    assert PiperBackend(["joe"]).languages("joe") == ["en"]
+    (tmp_path / "es.onnx").write_bytes(b"")  # languages() reads the JSON only
+    (tmp_path / "es.onnx.json").write_text(json.dumps({"language": {"code": "es_ES"}}))
+    spanish = str(tmp_path / "es.onnx")
+    assert PiperBackend([spanish]).languages(spanish) == ["es"]
+    vits = tmp_path / "vits"
+    vits.mkdir()
+    (vits / "config.json").write_text(json.dumps({"model": "vits", "phoneme_language": "de"}))
+    assert CoquiBackend([str(vits)]).languages(str(vits)) == ["de"]
+    (vits / "config.json").write_text(json.dumps({"model": "xtts", "languages": ["en", "fr"]}))
+    assert CoquiBackend([str(vits)], CoquiConfig(language="fr")).languages(str(vits)) == ["fr"]
+    # A Spanish voice pool takes Spanish turns and refuses English ones
+    s = Speakable(parse_config({"synthesis": {"assistant_voice": spanish, "user_voices": [spanish]}}))
+    s.ensure_setup()
+    t, _ = run(s, "La capital de España es Madrid, una ciudad llena de museos y parques.",
+               question="¿Cuál es la capital de España?")
+    assert t is not None
+    _, r = run(s, "Madrid is the capital of Spain, a city full of museums and parks.")
+    assert r.reason == "language" and "English" in r.detail and "Spanish" in r.detail
+
+
+def test_length_budgets_follow_the_gate(stage):
+    from echoforge.config import BuildConfig
+
+    c = BuildConfig()
+    q_cap, a_cap = c.speakable.question_chars(c), c.speakable.answer_chars(c)
+    # the answer cap is the unit cap at the measured units per character, slowest assistant voice
+    assert a_cap == int(c.gate.max_answer_dedup_units / (c.speakable.units_per_char * 1.03))
+    assert q_cap == int(c.gate.max_question_audio_s * c.speakable.chars_per_second / 1.08)
+    sentence = "The river runs past the old mill and then it turns west toward the sea."
+    t, _ = run(stage, " ".join([sentence] * 40))
+    assert len(t.answer_spoken) <= a_cap and t.answer_spoken.endswith("sea.")
+    assert len(t.answer_spoken) * c.speakable.units_per_char <= c.gate.max_answer_dedup_units
+    _, r = run(stage, "Fine.", question=" ".join([sentence] * 8))  # about 580 characters, 39 s
+    assert r.reason == "question_too_long" and "s of speech" in r.detail
+    t, _ = run(stage, "Fine.", question=" ".join([sentence] * 4))
+    assert t is not None
+
+
+def test_length_limits_that_contradict_each_other_fail_at_load():
+    from echoforge.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="max_answer_chars"):
+        parse_config({"speakable": {"max_answer_chars": 1200}})
+    with pytest.raises(ConfigError, match="max_question_chars"):
+        parse_config({"speakable": {"max_question_chars": 600}})
+    c = parse_config({"speakable": {"max_answer_chars": 1200}, "gate": {"max_answer_dedup_units": 4096}})
+    assert c.speakable.answer_chars(c) == 1200
+    c = parse_config({"gate": {"max_question_audio_s": None, "max_answer_dedup_units": None}})
+    assert c.speakable.question_chars(c) == 600 and c.speakable.answer_chars(c) == int(90 * 15 / 1.03)

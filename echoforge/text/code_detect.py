@@ -18,6 +18,8 @@ from dataclasses import dataclass
 
 import regex
 
+from echoforge.text.spoken_forms import greek_symbols
+
 #: Operators that prose does not use; each one found is evidence of code.
 _CODE_OPERATORS = {"=", "==", "===", "!=", "!==", "<=", ">=", "+=", "-=", "*=", "/=", "=>", "->", "&&", "||",
                    "::", "**", "//", "<<", ">>", "|", "&", "{", "}", "[", "]", "^", "$", "\\", "@"}
@@ -52,6 +54,14 @@ _PY_IMPORT = re.compile(r"^\s*(?:from\s+[\w.]+\s+)?import\s+[\w.]+(?:\s+as\s+\w+
 _SQL_STATEMENT = re.compile(r"^\s*(?:select\s.+\sfrom\s+\w+|insert\s+into\s+\w+|update\s+\w+\s+set\s|delete\s+from\s+\w+"
                             r"|create\s+table\s+\w+)", re.I)
 _ABBREV_DOT = re.compile(r"\b(?:[A-Za-z]\.){2,}")  # e.g. i.e. U.S.
+# Maths said as speech (spoken_forms.speak_maths): numbers, one-letter variables and units joined by
+# operators ("10X = 5", "2x + 3 = 7", "36 km/h = 36 x 1000 / 3600 m/s"), and arrows between words.
+_TERM = (r"\(*(?:[-−]?[$€£]?(?:\d+(?:[.,]\d+)*|\.\d+)(?:\s?(?:[A-Za-z]{1,3}(?:/[A-Za-z]{1,3})?|%)(?![\w(]))?"
+         r"|(?<![\w.])[A-Za-z](?![\w(]))(?:\s?(?:\^\s?[-−]?\w+|[²³]))?\)*")
+_MATHS_OP = r"\s?(?:[<>!]=|[=≈≠≤≥<>+±×x*·÷/−–-]|->|→)\s?"
+_MATHS = re.compile(rf"(?<![\w.]){_TERM}(?:{_MATHS_OP}{_TERM})+")
+_STATEMENT = re.compile(r"[;{]\s*$|[{}]|\+\+")  # a line like this is code even if it holds maths
+_WORD_ARROW = re.compile(r"(?<=[\w'])\s+(?:->|→)\s+(?=[\w'(])|\s*→\s*")
 
 
 @dataclass(frozen=True)
@@ -121,6 +131,15 @@ def code_evidence(text: str) -> tuple[float, str]:
     return (structure + best_hits) / words, best or "unknown"
 
 
+def without_maths(text: str) -> str:
+    """The text with its maths (with a digit) and word arrows taken out: what code evidence is
+    judged on, since ``10X = 5`` or ``Naruto -> Japan`` is speech, not code."""
+    text = _WORD_ARROW.sub(" to ", text)
+    if _STATEMENT.search(text):
+        return text
+    return _MATHS.sub(lambda m: " 1 " if any(ch.isdigit() for ch in m.group()) else m.group(), text)
+
+
 def classify(text: str) -> Finding | None:
     """What makes a line or sentence unspeakable as a whole, or None when it reads as prose."""
     stripped = text.strip()
@@ -131,7 +150,7 @@ def classify(text: str) -> Finding | None:
     latex = _LATEX.findall(stripped)
     if latex and (len(latex) >= 2 or "{" in stripped or latex[0].startswith("$")):
         return Finding("code", "LaTeX")
-    score, lang = code_evidence(stripped)
+    score, lang = code_evidence(without_maths(stripped))
     if score >= 0.3 and (score * len(stripped.split()) >= 2 or lang == "shell"):
         return Finding("code", f"unfenced {lang} code" if lang != "unknown" else "unfenced code")
     if _LONG_DIGITS.search(stripped):
@@ -153,7 +172,9 @@ def script_name(ch: str) -> str:
 
 
 def drop_foreign_words(text: str) -> tuple[str, str | None]:
-    """Remove words written in a non-Latin script from mostly English text; name the script."""
+    """Remove words written in a non-Latin script from mostly English text; name the script.
+    Greek letters standing alone are maths and are said by name."""
+    text = greek_symbols(text)
     found = _NOT_LATIN_LETTER.search(text)
     if not found:
         return text, None

@@ -2,10 +2,11 @@
 
 Lines of a block that are code, notation or a table without pipes are dropped as a run (or the
 row is rejected, per the ``code``/``tables`` policies), and so is every sentence that is code,
-that lost a URL or inline code it needs (a parenthetical holding the gap goes alone), or that
-is written in a non-Latin script. A lead-in ending in ':' goes with the part it introduced.
-Identifiers inside prose are said as words. Where the config names placeholders, they are said
-instead of dropping (``url_placeholder``, ``block_placeholder``).
+that lost a URL or inline code it needs (a parenthetical holding the gap goes alone), that is
+written in a non-Latin script, or that is in a language the voice does not speak. A lead-in
+ending in ':' goes with the part it introduced. Identifiers inside prose are said as words.
+Where the config names placeholders, they are said instead of dropping (``url_placeholder``,
+``block_placeholder``).
 """
 
 from __future__ import annotations
@@ -45,10 +46,11 @@ class Screen:
     """Turns a text's blocks into the sentences worth saying, noting everything left out."""
 
     def __init__(self, policy: SpeakableConfig, segment: Callable[[str], list[str]],
-                 skip: Callable[[str, str, str], None]):
+                 skip: Callable[[str, str, str], None], foreign: Callable[[str], str | None] | None = None):
         self.policy = policy
         self.segment = segment
         self.skip = skip  # skip(kind, policy, what): note a dropped part, refuse per the policy
+        self.foreign = foreign  # the language a sentence is in when the voice cannot speak it, else None
 
     def _policy(self, kind: str) -> str:
         return {"code": self.policy.code, "table": self.policy.tables}.get(kind, "drop")
@@ -126,6 +128,10 @@ class Screen:
         if finding is not None:
             self.skip(finding.kind, self._policy(finding.kind), f"{finding.what}: {_shorten(s)!r}")
             return Item(item.block, gone=finding.kind)
+        language = self.foreign(s) if self.foreign is not None else None
+        if language:
+            self.skip("language", "drop", f"sentence in {language}: {_shorten(s)!r}")
+            return Item(item.block, gone="language")
         s, script = drop_foreign_words(s)
         if script:
             self.skip("script", "drop", f"words in {script} script")

@@ -2,23 +2,32 @@
 
 Markdown is parsed with markdown-it-py (tables, strikethrough and linkify on); code, tables,
 URLs and images are dropped with a note or reject the row, per
-:class:`~echoforge.config.SpeakableConfig`. Sentences come from pysbd, emoji are removed with
-the ``emoji`` package, and NeMo's normaliser turns numbers, money, dates and units into words.
+:class:`~echoforge.config.SpeakableConfig`. A side not in a language its voice speaks is
+refused, a sentence in another language dropped (lingua). Sentences come from pysbd, emoji are
+removed with the ``emoji`` package, and NeMo's normaliser turns numbers, money, dates and units
+into words. Lengths follow the gate's limits: a question longer than its audio limit is refused,
+an answer is cut at a sentence end to fit the unit cap (``SpeakableConfig.answer_chars``).
 """
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
 from dataclasses import dataclass, field
 
 from echoforge.text.code_detect import is_identifier
+from echoforge.backends.language import COMMON_LANGUAGES, LanguageID, language_name
 from echoforge.backends.normalizers import normalizers
 from echoforge.text.spoken_forms import after_normalizing, before_normalizing
 from echoforge.config import BuildConfig
 from echoforge.schemas.records import Turn
 from echoforge.transforms.base import Resources, Stage, StageReject
 from echoforge.transforms.screen import CODE_GAP, URL_GAP, Screen
+
+_SIDE_LETTERS = 20  # letters a side needs before its language is judged (a CJK character counts 3)
+_SENTENCE_LETTERS = 25  # the same for one sentence inside a side
+_LANGUAGE_SAMPLE = 2000  # characters of a side's prose its language is judged on
 
 _WORDLIKE_CODE = re.compile(r"^[A-Za-z][A-Za-z0-9_ .'-]{0,40}$")
 _MAX_SENTENCE_CHARS = 400  # longer sentences are split at clause marks before normalising
@@ -165,6 +174,8 @@ class Speakable(Stage[Turn]):
             else normalizers.create(c.normalizer)
         self._md: MarkdownToProse | None = None
         self._segmenter = None
+        self.language: LanguageID | None = None
+        self.voice_languages: dict[str, tuple[str, ...]] = {}  # side → languages its voices speak
 
     @property
     def resources(self) -> Resources:
@@ -176,20 +187,32 @@ class Speakable(Stage[Turn]):
         self.normalizer.setup()
         self._md = MarkdownToProse(self.config)
         self._segmenter = pysbd.Segmenter(language="en", clean=False)
+        if self.config.speakable.language_check:
+            self.voice_languages = voice_languages(self.config)
+            spoken = [code for codes in self.voice_languages.values() for code in codes]
+            self.language = LanguageID(COMMON_LANGUAGES + tuple(spoken))
+            self.language.setup()
 
     def identity(self) -> dict[str, str]:
-        return self.normalizer.identity()
+        extra = self.language.identity() if self.language is not None else {}
+        return {**self.normalizer.identity(), **extra}
 
-    def sentences(self, text: str, budget: int | None = None) -> tuple[list[str], list[str], str | None, bool]:
+    def sentences(self, text: str, budget: int | None = None,
+                  side: str | None = None) -> tuple[list[str], list[str], str | None, bool]:
         """Spoken sentences of a text, notes on what was dropped, a refusal reason, and whether it
-        stopped early.
+        stopped early. With a ``side`` whose voices' languages are known, a text in another
+        language is refused (``language``) and sentences in another language are dropped.
 
         With a budget, normalising stops once more letters than that are spoken (every letter
         lies in a kept sentence, so the sentences are longer than the budget), or after ten
         budgets of text without them: a huge text costs no more than the part that can be kept.
         """
         prose = self._md.convert(text)
-        screen = Screen(self.config.speakable, self._segmenter.segment, prose.skip)
+        foreign = None
+        if self.language is not None and side in self.voice_languages:
+            self._check_language(prose, side)
+            foreign = functools.partial(self._foreign, self.voice_languages[side])
+        screen = Screen(self.config.speakable, self._segmenter.segment, prose.skip, foreign)
         out: list[str] = []
         size = letters = 0
         full = False
@@ -210,6 +233,22 @@ class Speakable(Stage[Turn]):
         notes = prose.notes
         return out, sorted(set(notes), key=notes.index), prose.refused, full
 
+    def _check_language(self, prose: Prose, side: str) -> None:
+        """Refuse a side written in a language its voices do not speak (when that is clear)."""
+        written = " ".join(line for block in prose.blocks for line in block.lines)
+        written = written.replace(URL_GAP, " ").replace(CODE_GAP, " ")[:_LANGUAGE_SAMPLE]
+        spoken = self.voice_languages[side]
+        found = self.language.foreign(written, spoken, _SIDE_LETTERS)
+        if found is not None:
+            voices = "assistant voice speaks" if side == "answer" else "user voices speak"
+            raise StageReject("language", f"the {side} is in {language_name(found)}; the {voices} "
+                              f"{', '.join(language_name(c) for c in spoken)}")
+
+    def _foreign(self, spoken: tuple[str, ...], sentence: str) -> str | None:
+        """The language of a sentence its voice cannot speak, or None."""
+        found = self.language.foreign(sentence, spoken, _SENTENCE_LETTERS)
+        return language_name(found) if found is not None else None
+
     def _normalize(self, sentence: str) -> str:
         sentence = before_normalizing(sentence)
         try:
@@ -226,26 +265,39 @@ class Speakable(Stage[Turn]):
         if not turn.question_text.strip() or not turn.answer_text.strip():
             side = "question" if not turn.question_text.strip() else "answer"
             raise StageReject("empty_text", f"the {side} is empty")
+        q_chars, a_chars = c.question_chars(self.config), c.answer_chars(self.config)
         # Text far past the character cap can never be kept: leave it unspoken.
-        q_sents, q_notes, q_refused, q_more = self.sentences(turn.question_text, _budget(c.max_question_chars))
-        a_sents, a_notes, a_refused, a_more = self.sentences(turn.answer_text, _budget(c.max_answer_chars))
+        q_sents, q_notes, q_refused, q_more = self.sentences(turn.question_text, _budget(q_chars), "question")
+        a_sents, a_notes, a_refused, a_more = self.sentences(turn.answer_text, _budget(a_chars), "answer")
         for side, refused in (("question", q_refused), ("answer", a_refused)):
             if refused:
                 raise StageReject(f"unspeakable_{refused.split(':')[0]}", f"{side} has a {refused.split(': ', 1)[1]} (policy: reject)")
-        q_sents, q_cut = self._cap(q_sents, c.max_question_chars, None, "question", q_more)
-        a_sents, a_cut = self._cap(a_sents, c.max_answer_chars, c.max_answer_sentences, "answer", a_more)
+        self._check_question_length(q_sents, q_chars, q_more)
+        a_sents, a_cut = self._cap(a_sents, a_chars, c.max_answer_sentences, "answer", a_more)
         # Checked on what is kept: a cap can leave too little to say.
         if sum(map(_letters, q_sents)) < c.min_letters:
-            raise StageReject("nothing_speakable", "question has nothing speakable" + _why(q_notes + q_cut))
+            raise StageReject("nothing_speakable", "question has nothing speakable" + _why(q_notes))
         if sum(map(_letters, a_sents)) < c.min_letters:
             raise StageReject("nothing_speakable", "answer has nothing speakable" + _why(a_notes + a_cut))
-        notes = [f"question: {n}" for n in q_notes + q_cut] + [f"answer: {n}" for n in a_notes + a_cut]
+        notes = [f"question: {n}" for n in q_notes] + [f"answer: {n}" for n in a_notes + a_cut]
         return turn.replace(
             question_spoken=" ".join(q_sents),
             answer_spoken=" ".join(a_sents),
             answer_sentences=a_sents,
             speakable_notes=notes,
         )
+
+    def _check_question_length(self, sents: list[str], max_chars: int, more: bool) -> None:
+        """Refuse a question whose speech would run past the audio limit (estimated from its
+        spoken characters): cut, it would no longer ask what the answer answers."""
+        chars = len(" ".join(sents))
+        if chars <= max_chars:
+            return
+        c, plus = self.config.speakable, "+" if more else ""
+        limit = self.config.gate.max_question_audio_s
+        why = f"gate.max_question_audio_s={limit}" if c.max_question_chars is None and limit else "max_question_chars"
+        raise StageReject("question_too_long", f"question has {chars}{plus} spoken characters, about "
+                          f"{chars / c.chars_per_second:.0f}{plus} s of speech; limit {max_chars} ({why})")
 
     def _cap(self, sents: list[str], max_chars: int, max_sentences: int | None,
              side: str, more: bool = False) -> tuple[list[str], list[str]]:
@@ -305,3 +357,15 @@ def _split_long(sentence: str) -> list[str]:
         if p:
             out.append(p)
     return out
+
+
+def voice_languages(config: BuildConfig) -> dict[str, tuple[str, ...]]:
+    """Languages the voices of each side speak: the assistant voice's for the answer, those every
+    user voice speaks for the question."""
+    from echoforge.backends.tts.pool import VoicePool
+
+    s = config.synthesis
+    pool = VoicePool(s.backend, [s.assistant_voice, *s.user_voices], s)
+    users = [pool.languages(v) for v in s.user_voices]
+    return {"answer": tuple(pool.languages(s.assistant_voice)),
+            "question": tuple(code for code in users[0] if all(code in u for u in users))}

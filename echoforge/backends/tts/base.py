@@ -71,6 +71,11 @@ class TTSBackend:
         """Every speaker of the voice's model (empty for a single-speaker model)."""
         return []
 
+    def languages(self, voice: str) -> list[str]:
+        """ISO 639-1 codes of the languages the voice speaks, read without loading it; the
+        default: English."""
+        return ["en"]
+
     def identity(self) -> dict[str, str]:
         return {}
 

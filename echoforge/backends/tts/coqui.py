@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -242,6 +243,16 @@ class CoquiBackend(TTSBackend):
     def speakers(self, voice: str) -> list[str]:
         v = self._voices[voice]
         return [] if v.is_xtts else speakers_of(v.model)
+
+    def languages(self, voice: str) -> list[str]:
+        """XTTS and multilingual VITS speak ``synthesis.coqui.language``; a one-language model the
+        ``phoneme_language`` of its config.json ("en-us" → "en")."""
+        config = json.loads((_resolve_model(voice.partition("#")[0]) / "config.json").read_text())
+        args = config.get("model_args") or {}
+        multilingual = config.get("model", "").lower() == "xtts" or args.get("use_language_embedding") \
+            or config.get("languages")
+        code = self.config.language if multilingual else (config.get("phoneme_language") or self.config.language)
+        return [code.replace("_", "-").split("-")[0].lower()]
 
     def identity(self) -> dict[str, str]:
         from importlib.metadata import version

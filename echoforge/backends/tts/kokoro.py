@@ -232,6 +232,11 @@ class KokoroBackend(TTSBackend):
     def uses_gpu(self) -> bool:
         return self.config.device == "cuda"
 
+    def languages(self, voice: str) -> list[str]:
+        """The language of the phonemes every Kokoro voice is given (``synthesis.kokoro.lang``):
+        a voice pack's name prefix says what it was trained on, not what it is made to say."""
+        return [self.config.lang.split("-")[0].lower()]
+
     def setup(self) -> None:
         onnx = require("onnx", "Kokoro word timings", "kokoro")
         ort = require("onnxruntime", "Kokoro synthesis", "kokoro")

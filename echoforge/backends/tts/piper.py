@@ -15,6 +15,8 @@ model.
 from __future__ import annotations
 
 import difflib
+import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -195,6 +197,12 @@ class PiperBackend(TTSBackend):
 
     def speakers(self, voice: str) -> list[str]:
         return self._voices[voice].speakers
+
+    def languages(self, voice: str) -> list[str]:
+        """The language of the voice's JSON config (``language.code`` "en_US" → "en")."""
+        config = json.loads(resolve_voice(voice)[1].read_text())
+        code = (config.get("language") or {}).get("code") or (config.get("espeak") or {}).get("voice") or "en"
+        return [re.split(r"[_-]", code)[0].lower()]
 
     def identity(self) -> dict[str, str]:
         from importlib.metadata import version

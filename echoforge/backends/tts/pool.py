@@ -99,3 +99,7 @@ class VoicePool(TTSBackend):
     def speakers(self, voice: str) -> list[str]:
         backend, inner = self._of(voice)
         return backend.speakers(inner)
+
+    def languages(self, voice: str) -> list[str]:
+        backend, inner = self._of(voice)
+        return backend.languages(inner)
