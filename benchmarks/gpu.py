@@ -71,7 +71,8 @@ def timed(fn):
 
 def synthesis_stage(name: str, device: str, texts, batch_size: int, voice: str):
     """Speech of the texts by one TTS backend on the device, in batches."""
-    from echoforge.backends.tts.base import VoiceRequest, tts_backends
+    from echoforge.backends.tts.base import VoiceRequest
+    from echoforge.registry import tts_backends
     from echoforge.config import parse_config
 
     config = parse_config({"synthesis": {"backend": name, "assistant_voice": voice, "user_voices": [voice],
@@ -99,9 +100,11 @@ def attempt(stages: list[dict], name: str, fn) -> None:
 
 def run_stages(args) -> list[dict]:
     from echoforge.audio import resample
-    from echoforge.backends.aligners import AlignItem, word_aligners
+    from echoforge.backends.aligners import AlignItem
+    from echoforge.registry import word_aligners
     from echoforge.backends.asr import WHISPER_RATE, WhisperASR
-    from echoforge.backends.tts.base import sentence_words, tts_backends
+    from echoforge.registry import tts_backends
+    from echoforge.text.words import sentence_words
     from echoforge.backends.units import create_tokenizer
     from echoforge.config import parse_config
 

@@ -101,7 +101,7 @@ def test_plain_state_dict_is_the_24khz_architecture(checkpoint, tmp_path):
 
 
 def test_registered_without_importing_torch():
-    code = ("import sys; from echoforge.backends.units import unit_tokenizers; "
+    code = ("import sys; from echoforge.registry import unit_tokenizers; "
             "assert 'encodec' in unit_tokenizers.names(); assert 'torch' not in sys.modules")
     subprocess.run([sys.executable, "-c", code], check=True)
 

@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from echoforge.backends.tts.base import tts_backends
+from echoforge.registry import tts_backends
 
 ROOT = Path(__file__).resolve().parents[1]
 

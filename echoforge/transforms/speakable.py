@@ -362,10 +362,10 @@ def _split_long(sentence: str) -> list[str]:
 def voice_languages(config: BuildConfig) -> dict[str, tuple[str, ...]]:
     """Languages the voices of each side speak: the assistant voice's for the answer, those every
     user voice speaks for the question."""
-    from echoforge.backends.tts.pool import VoicePool
+    from echoforge.backends.tts.pool import VoicePool, user_voices
 
     s = config.synthesis
     pool = VoicePool(s.backend, [s.assistant_voice, *s.user_voices], s)
-    users = [pool.languages(v) for v in s.user_voices]
+    users = [pool.languages(v) for v in user_voices(s)]
     return {"answer": tuple(pool.languages(s.assistant_voice)),
             "question": tuple(code for code in users[0] if all(code in u for u in users))}
