@@ -172,12 +172,12 @@ DEFAULT_USER_VOICES = ["kokoro:blend(n=64, seed=0)"]
 
 def preset_voices(preset: str, backend: str) -> tuple[str, list[str]]:
     """(assistant voice, user voices) of a ``synthesis.voices`` preset: "default" gives the users
-    Kokoro mixtures and the assistant Piper's joe (Kokoro's jf_alpha when ``backend`` is kokoro);
-    "fast" is Piper's joe on both sides."""
-    joe = "joe" if backend == "piper" else "piper:joe"
+    Kokoro mixtures and the assistant ``joe`` (Kokoro's ``jf_alpha`` when ``backend`` is kokoro);
+    "fast" is ``joe`` on both sides. ``joe`` names the bundled Piper voice, or a voice of that name
+    of the default backend (a backend built on Piper's)."""
     if preset == "fast":
-        return joe, [joe]
-    return ("jf_alpha" if backend == "kokoro" else joe), list(DEFAULT_USER_VOICES)
+        return "joe", ["joe"]
+    return ("jf_alpha" if backend == "kokoro" else "joe"), list(DEFAULT_USER_VOICES)
 
 
 class SynthesisConfig(BackendSections):
