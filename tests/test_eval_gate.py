@@ -52,7 +52,7 @@ def test_the_build_audits_its_gate_and_rejects_show_what_was_judged(strict_build
     """With ``gate.audit_rate: 1`` the second judge hears every decision; the manifest, the
     build summary and inspect count its verdicts, and each gate reject names expected and heard."""
     from echoforge.pipeline.output import iter_rejects
-    from echoforge.reports import inspect_lines, inspect_output, summary_lines
+    from echoforge.commands.inspect import inspect_lines, inspect_output, summary_lines
 
     out, manifest = strict_build
     gate_rejects = sum(v for k, v in manifest["rejects_by_reason"].items() if k.startswith("gate."))

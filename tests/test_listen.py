@@ -144,7 +144,7 @@ def test_build_has_listen_columns_and_inspect_and_report_show_them(tmp_path, cac
     from echoforge.commands.report import render_report
     from echoforge.pipeline.build import build
     from echoforge.pipeline.output import iter_shards
-    from echoforge.reports import inspect_lines, inspect_output
+    from echoforge.commands.inspect import inspect_lines, inspect_output
 
     config = parse_config({"run": {"work_unit_rows": 2, "workers": 1}, "output": {"validation_fraction": 0.0},
                            "listen": {"speaker": True}})

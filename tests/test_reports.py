@@ -44,7 +44,7 @@ def report_of(turns: int, audio_s: float) -> dict:
 
 
 def test_dry_run_warns_only_below_the_sample_it_can_project_from():
-    from echoforge.reports import MIN_PROJECTION_SECONDS, MIN_PROJECTION_TURNS, _projection_warnings
+    from echoforge.commands.inspect import MIN_PROJECTION_SECONDS, MIN_PROJECTION_TURNS, _projection_warnings
 
     assert _projection_warnings(MIN_PROJECTION_TURNS, MIN_PROJECTION_SECONDS) == []
     assert len(_projection_warnings(MIN_PROJECTION_TURNS - 1, 1000.0)) == 1

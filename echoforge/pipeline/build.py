@@ -65,11 +65,13 @@ def _differences(old: Any, new: Any, path: str = "") -> list[str]:
 def _describe_change(old: dict[str, Any], new: dict[str, Any]) -> str:
     """``--limit 4 -> 8, input X (content), setting synthesis.seed, package piper-tts 1.8.0 -> 1.9.0``.
 
-    The plan's other fields follow from the inputs, ``--limit`` and ``run.work_unit_rows``: they
-    are named only when nothing else explains them.
+    The plan's other fields follow from the inputs, ``--limit`` and ``run.work_unit_rows``, and
+    an input's scanned rows from ``--limit`` (the scan stops there): they are named only when
+    nothing else explains them.
     """
     diffs = _differences(old, new)
-    derived = [d for d in diffs if d.startswith("plan.") and d != "plan.limit"]
+    derived = [d for d in diffs if (d.startswith("plan.") and d != "plan.limit")
+               or ("plan.limit" in diffs and d.startswith("inputs[") and d.endswith("].rows"))]
     if len(derived) < len(diffs):
         diffs = [d for d in diffs if d not in derived]
     shown = []

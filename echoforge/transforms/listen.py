@@ -2,7 +2,7 @@
 
 DNSMOS (P.835 SIG/BAK/OVRL, P.808) of both sides, and with ``listen.speaker`` a speaker
 embedding per side: the question's is stored (per-build voice figures:
-:mod:`echoforge.evaluation.speakers`), the answer's is compared with the assistant voice's
+:mod:`echoforge.commands.listen_stats`), the answer's is compared with the assistant voice's
 reference embedding, made once per worker from ``listen.reference_text`` spoken by that voice
 at its own pace with a fixed seed, so it is the same on every engine and resume.
 
