@@ -37,7 +37,7 @@ from echoforge.pipeline.build import build
 received, units = [0], [0]
 def progress(entry, done, total):
     units[0] = total
-    if entry is not None:
+    if done:  # a unit's commit entry (the first call, before any work, carries what a resume keeps)
         received[0] += len(pickle.dumps(entry))
 config, inp, out, rows, engine = sys.argv[1:]
 build([inp], out, load_config(config), limit=int(rows), engine=engine, on_progress=progress)
