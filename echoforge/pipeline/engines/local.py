@@ -12,8 +12,9 @@ with no rows and one reject naming its input range) and the build goes on.
 Where CUDA devices exist, worker *i* sees only device ``i mod n`` (``CUDA_VISIBLE_DEVICES``),
 so model stages spread over the GPUs instead of all landing on ``cuda:0``.
 
-Elsewhere (no CUDA device, and torch, whose OpenMP threads a fork does not survive, not
-imported), workers are forked from the driver after it has set the stages up, so they start
+Elsewhere (no CUDA device, torch, whose OpenMP threads a fork does not survive, not imported,
+and inputs and output on local disk: fsspec's object-store clients refuse to run in a forked
+child), workers are forked from the driver after it has set the stages up, so they start
 with its imports and models instead of loading their own (benchmarks/startup.py). A fork does
 not copy threads: stages holding CTranslate2 models, which run on threads of their own, are
 set up again in each worker from a cleared cache; the driver's copies are kept unused.
@@ -35,6 +36,7 @@ from echoforge.registry import engines
 from echoforge.pipeline.job import Job
 from echoforge.native import exit_now
 from echoforge.pipeline.workunits import WorkUnit
+from echoforge.storage import is_remote
 
 _worker_job: Job | None = None
 _worker_stages = None
@@ -81,9 +83,12 @@ def _init_forked(job: Job) -> None:
 
 
 def _can_fork(job: Job, devices: list[str]) -> bool:
-    """Fork from the driver where its stages are set up and nothing in it is known to break across a fork."""
+    """Fork from the driver where its stages are set up and nothing in it is known to break across a
+    fork: no CUDA, no torch, and no object store (fsspec's async filesystems refuse to run in a
+    forked child), for the output as for the inputs."""
     return ("fork" in mp.get_all_start_methods() and not devices and "torch" not in sys.modules
-            and job._stages is not None and all(s._ready for s in job._stages))
+            and job._stages is not None and all(s._ready for s in job._stages)
+            and job.layout.folder.is_local and not any(is_remote(spec.uri) for spec in job.plan.inputs))
 
 
 def _run_unit(unit: WorkUnit) -> dict[str, Any]:
