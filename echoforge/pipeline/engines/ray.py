@@ -121,13 +121,15 @@ class RayEngine(Engine):
         self.runtime_env = runtime_env
         self.log_to_driver = log_to_driver
         self._started = False
+        if (address or os.environ.get("RAY_ADDRESS")) and not ray.is_initialized():
+            # before any planning or progress: a cluster that does not answer is one line
+            _check_answers(address or os.environ["RAY_ADDRESS"], connect_timeout_s)
 
     def _connect(self) -> None:
         if ray.is_initialized():
             return
         common: dict[str, Any] = {"runtime_env": self.runtime_env, "log_to_driver": self.log_to_driver}
         if self.address or os.environ.get("RAY_ADDRESS"):
-            _check_answers(self.address or os.environ["RAY_ADDRESS"], self.connect_timeout_s)
             ray.init(address=self.address, **common)
         else:
             ray.init(address="local", num_cpus=self.num_cpus, include_dashboard=False, **common)
