@@ -278,6 +278,7 @@ def test_push_uploads_data_card_and_manifest_only(where, reference, tmp_path, s3
         calls.append({"repo_id": repo_id, "folder": folder_path, "files": chosen, **kwargs})
         return "commit-url"
 
+    monkeypatch.setenv("HF_TOKEN", "hf_placeholder")  # a token is given; the Hub's calls are recorded below
     monkeypatch.setattr(huggingface_hub.HfApi, "create_repo", lambda self, *a, **k: calls.append({"create": k}))
     monkeypatch.setattr(huggingface_hub.HfApi, "upload_folder", upload_folder)
     staging = tmp_path / "staging"
