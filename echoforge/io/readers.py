@@ -15,6 +15,7 @@ import dataclasses
 import functools
 import hashlib
 import io
+import re
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -163,6 +164,9 @@ def _line_rows(spec: InputSpec, digest: Any = None) -> Iterator[tuple[int, bytes
                 yield offset, line
 
 
+_LONE_CR = re.compile(rb"(?<=\r)(?!\n)")
+
+
 def _csv_offsets(spec: InputSpec, digest: Any = None) -> Iterator[int]:
     """Byte offset of each CSV record (records may span lines)."""
     with _open(spec) as f:
@@ -171,10 +175,11 @@ def _csv_offsets(spec: InputSpec, digest: Any = None) -> Iterator[int]:
 
         def lines() -> Iterator[str]:
             for raw in f:
-                pos[0] += len(raw)
                 if digest is not None:
                     digest.update(raw)
-                yield raw.decode("utf-8", errors="replace")
+                for piece in _LONE_CR.split(raw):  # a lone \r ends a line, as for the reader (newline="")
+                    pos[0] += len(piece)
+                    yield piece.decode("utf-8", errors="replace")
 
         reader = csv.reader(lines())
         start = 0
