@@ -31,6 +31,7 @@ import logging
 import os
 import socket
 import threading
+import time
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -104,8 +105,9 @@ class Holder:
 
 
 def current(folder: DataFolder) -> Holder | None:
-    """The highest lease generation of ``folder``, or None when there is none."""
-    for _ in range(5):
+    """The highest lease generation of ``folder``, or None when there is none. A generation that
+    cannot be read is never taken for none: that would let a racer create generation 1 beside it."""
+    for attempt in range(50):
         gens = _generations(folder)
         if not gens:
             return None
@@ -114,8 +116,8 @@ def current(folder: DataFolder) -> Holder | None:
             body = folder.read_json(path)
             return Holder(gens[-1], body, folder.modified(path))
         except (FileNotFoundError, ValueError):
-            continue  # cleaned up or being written meanwhile: list again
-    return None
+            time.sleep(0.01 * min(attempt, 10))  # cleaned up or being written meanwhile: list again
+    raise LeaseHeld(f"the lease of {folder.url} changed under every read; try again")
 
 
 def store_now(folder: DataFolder) -> float:
