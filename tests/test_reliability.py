@@ -18,18 +18,11 @@ from echoforge.pipeline.workunits import Plan
 from echoforge.storage import folder as open_folder, retrying
 from echoforge.transforms.synthesize import Synthesize
 
+from test_commit import rows
 from conftest import SHAREGPT, end_session, inject_env, write_config
 
 SMALL = {"run": {"work_unit_rows": 1, "workers": 1, "unit_attempts": 2}, "gate": {"asr": "none"},
          "output": {"shard_size_mb": 0.001, "validation_fraction": 0.1}}
-
-
-def rows(root: str) -> list[dict]:
-    folder = open_folder(root)
-    out = []
-    for p in folder.list("data"):
-        out += pq.read_table(io.BytesIO(folder.read_bytes(p))).to_pylist()
-    return sorted(out, key=lambda r: r["id"])
 
 
 @pytest.fixture(scope="module")
