@@ -27,7 +27,6 @@ class QuietConfig(Section):
     peak: float = Field(0.25, gt=0.0, le=1.0)
 
 
-@tts_backends.register("quiet", config=QuietConfig)
 class QuietBackend(PiperBackend):
     """Piper's voices, scaled to a peak of ``synthesis.quiet.peak``."""
 
@@ -45,6 +44,17 @@ class QuietBackend(PiperBackend):
 
     def identity(self) -> dict[str, str]:
         return {**super().identity(), "quiet": f"peak {self.peak}"}
+
+
+@pytest.fixture(autouse=True)
+def quiet_registered():
+    """Register the backend for one test, then unload it, so the rest of the session's builds
+    do not save a ``synthesis.quiet`` section that a fresh process would not know."""
+    tts_backends.load()
+    saved = dict(tts_backends._factories), dict(tts_backends._configs)
+    tts_backends.register("quiet", config=QuietConfig)(QuietBackend)
+    yield
+    tts_backends._factories, tts_backends._configs = saved
 
 
 def test_the_section_of_a_registered_backend_is_validated_and_defaulted():

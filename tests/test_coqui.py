@@ -240,7 +240,7 @@ def test_build_with_an_xtts_voice_times_its_words_by_ctc(xtts, tmp_path, cache_e
     rows.write_text("".join(json.dumps({"question": q, "answer": a}) + "\n" for q, a in
                             [("Who wrote it?", "She did."), ("Is it late?", "Not yet.")]))
     config = parse_config({"run": {"workers": 1}, "output": {"validation_fraction": 0.0},
-                           "gate": {"asr": "none"}, "units": {"device": "cpu"},
+                           "gate": {"asr": "none", "min_duration_s": 0.0}, "units": {"device": "cpu"},
                            "synthesis": {"backend": "coqui", "assistant_voice": f"{model}#{maria}",
                                          "user_voices": [f"{model}#{maria}"]}})
     out = tmp_path / "xtts"

@@ -312,7 +312,7 @@ def test_the_voices_declare_their_languages(tmp_path, cache_env):
 
     from echoforge.backends.tts.coqui import CoquiBackend
     from echoforge.backends.tts.piper import PiperBackend
-    from echoforge.config import CoquiConfig
+    from echoforge.backends.tts.coqui import CoquiConfig
 
     assert PiperBackend(["joe"]).languages("joe") == ["en"]
     (tmp_path / "es.onnx").write_bytes(b"")  # languages() reads the JSON only
