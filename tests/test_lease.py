@@ -61,9 +61,34 @@ def test_builds_racing_for_one_output_get_it_one_at_a_time(where):
         tokens.add(won[0].token_value)
         won[0].release()  # released: the next round races for the next generation
     assert len(tokens) == rounds
-    # Superseded generations are cleaned up by each winner.
-    names = [p for p in open_folder(where).list(LEASE) if p.endswith(".json")]
-    assert len(names) == 1 and names[0].endswith(f"{rounds:010d}.json")
+    # Each winner cleans up all but the generation before its own; each release is a new one.
+    names = [p.rsplit("/", 1)[-1] for p in open_folder(where).list(LEASE) if p.endswith(".json")]
+    assert names == [f"{g:010d}.json" for g in (2 * rounds - 2, 2 * rounds - 1, 2 * rounds)], names
+    assert current(open_folder(where)).released
+
+
+def test_a_listing_torn_by_a_racer_still_finds_the_lease(where, monkeypatch):
+    """A directory listed while one racer adds a generation and deletes another may miss both
+    (POSIX ``readdir``): the generation before the current one is kept, so a listing that misses
+    the two entries that change still finds the lease, and nobody starts again from generation 1."""
+    folder = open_folder(where)
+    for _ in range(3):
+        Lease(folder).acquire().release()  # generations 1 to 6; 4, 5 and 6 are left
+    racer = Lease(open_folder(where)).acquire()  # generation 7 created, 4 deleted
+    changed = {f"{LEASE}/{g:010d}.json" for g in (4, 7)}
+    listing, calls = type(folder).list, []
+
+    def torn(self, prefix=""):
+        calls.append(prefix)
+        found = listing(self, prefix)
+        return {k: v for k, v in found.items() if k not in changed} if len(calls) == 1 else found
+
+    monkeypatch.setattr(type(folder), "list", torn)
+    with pytest.raises(LeaseHeld, match="another build is writing"):
+        Lease(folder).acquire()  # sees 6 (released), fails to create 7, then sees 7 held
+    monkeypatch.undo()
+    assert current(open_folder(where)).generation == 7
+    racer.release()
 
 
 def test_racing_for_a_stale_lease_one_takes_it(where):
@@ -121,16 +146,29 @@ def test_skewed_clocks_do_not_make_a_fresh_lease_stale(where, monkeypatch):
 def test_the_pid_shortcut_needs_the_same_host_and_pid_namespace(tmp_path):
     folder = open_folder(tmp_path / "out")
     machine = lease_module._machine()
-    dead = {"pid": 2**22 + 12345, "pid_started": 1.0, "token": "t", "released": False}
+    dead = {"pid": 2**22 + 12345, "pid_start_ticks": 1, "token": "t", "released": False}
     # A dead holder proven to be in this pid namespace: taken over at once.
     folder.create(f"{LEASE}/0000000001.json", json.dumps({**machine, **dead}).encode())
     Lease(folder).acquire().release()
     # Same host name, another container (pid namespace): its pid says nothing here.
-    folder.create(f"{LEASE}/0000000003.json", json.dumps({**machine, **dead, "pid_ns": 1}).encode())
+    assert current(folder).generation == 3 and current(folder).released  # released: a new generation
+    folder.create(f"{LEASE}/0000000004.json", json.dumps({**machine, **dead, "pid_ns": 1}).encode())
     with pytest.raises(LeaseHeld, match=f"host {machine['host']}"):
         Lease(folder).acquire()
     assert unlock(folder)["pid_ns"] == 1
     Lease(folder).acquire().release()
+
+
+def test_a_live_holder_on_this_machine_is_never_taken_for_gone():
+    """Its start is read in clock ticks since boot, which do not move when the kernel's boot
+    time (in epoch seconds) is adjusted with the wall clock; a reused pid starts at other ticks."""
+    import os
+
+    me = {**lease_module._machine(), "pid": os.getpid()}
+    started = lease_module._process_started(os.getpid())
+    assert started == lease_module._process_started(os.getpid()) > 0
+    assert not any(lease_module.holder_gone({**me, "pid_start_ticks": started}) for _ in range(200))
+    assert lease_module.holder_gone({**me, "pid_start_ticks": started + 1})  # the pid was reused
 
 
 def test_a_build_that_lost_its_lease_writes_no_more_markers(tmp_path, cache_env):

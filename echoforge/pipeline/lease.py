@@ -7,8 +7,14 @@ builds racing for the same generation exactly one wins. Taking over a stale (or 
 lease is creating the next generation; nothing is ever deleted or overwritten to take a
 lease, so two builds that both judge it stale cannot both get it.
 
-The holder renews its own generation (a heartbeat thread rewrites it; nobody else writes
-it) and *fences* every commit: before a unit's marker is written, the worker checks that
+A generation, once created, is never rewritten: the holder renews it by rewriting a beside
+object, ``0000000007.beat``, and releases it by creating the next generation, marked released.
+Only generations older than the one before the highest are deleted. So every listing finds the
+current generation or the one before it unchanged: a directory listed while entries are added
+and removed may miss exactly those (POSIX ``readdir``), and a listing that missed both the new
+generation and the old one it replaces would look like a fresh output.
+
+The holder's heartbeat *fences* every commit: before a unit's marker is written, the worker checks that
 the highest generation is still the holder's, with its token (:meth:`LeaseToken.ensure`).
 A build whose lease was taken (it was paused past the time-out) stops with one line
 before it writes another marker. What is left is the window between that check and the
@@ -51,16 +57,19 @@ class LeaseLost(BuildStopped):
     """This build's lease was taken over; it must not write another marker."""
 
 
-def _process_started(pid: int) -> float | None:
-    """When process ``pid`` of this pid namespace started, or None when there is none."""
-    import psutil
-
+def _process_started(pid: int) -> int | None:
+    """When process ``pid`` of this pid namespace started, in clock ticks since boot (exact and
+    independent of the wall clock, unlike a start time in epoch seconds, which moves with the
+    boot time the kernel derives from it); None when there is no such process."""
     try:
-        return psutil.Process(pid).create_time()
-    except (psutil.NoSuchProcess, psutil.ZombieProcess):
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+    except (FileNotFoundError, ProcessLookupError):
         return None
-    except psutil.Error:
-        return -1.0  # exists, but not ours to inspect
+    except OSError:
+        return -1  # exists, but not ours to inspect
+    fields = stat[stat.rindex(b")") + 2:].split()  # after the command name, which may hold spaces
+    return int(fields[19]) if fields[0] != b"Z" else None  # field 22 of proc(5); a zombie is gone
 
 
 def _machine() -> dict[str, Any]:
@@ -81,6 +90,10 @@ def _generation_path(gen: int) -> str:
     return f"{LEASE}/{gen:010d}.json"
 
 
+def _beat_path(gen: int) -> str:
+    return f"{LEASE}/{gen:010d}.beat"
+
+
 def _generations(folder: DataFolder) -> list[int]:
     folder.refresh()
     out = []
@@ -97,7 +110,7 @@ class Holder:
 
     generation: int
     body: dict[str, Any]
-    modified: float  # by the store's clock
+    modified: float  # when it was created or last renewed, by the store's clock
 
     @property
     def released(self) -> bool:
@@ -114,10 +127,17 @@ def current(folder: DataFolder) -> Holder | None:
         path = _generation_path(gens[-1])
         try:
             body = folder.read_json(path)
-            return Holder(gens[-1], body, folder.modified(path))
+            modified = folder.modified(path)
         except (FileNotFoundError, ValueError):
             time.sleep(0.01 * min(attempt, 10))  # cleaned up or being written meanwhile: list again
+            continue
+        try:
+            modified = max(modified, folder.modified(_beat_path(gens[-1])))
+        except FileNotFoundError:
+            pass  # not renewed yet
+        return Holder(gens[-1], body, modified)
     raise LeaseHeld(f"the lease of {folder.url} changed under every read; try again")
+
 
 
 def store_now(folder: DataFolder) -> float:
@@ -141,7 +161,7 @@ def holder_gone(lease: dict[str, Any]) -> bool:
     if any(lease.get(k) != here[k] or here[k] is None for k in ("host", "boot_id", "pid_ns")):
         return False
     started = _process_started(int(lease.get("pid", -1)))
-    return started is None or (started > 0 and lease.get("pid_started") not in (None, started))
+    return started is None or (started >= 0 and lease.get("pid_start_ticks") not in (None, started))
 
 
 @dataclass(frozen=True)
@@ -187,7 +207,7 @@ class Lease:
 
     def _body(self, released: bool = False) -> bytes:
         pid = os.getpid()
-        return json.dumps({**_machine(), "pid": pid, "pid_started": _process_started(pid),
+        return json.dumps({**_machine(), "pid": pid, "pid_start_ticks": _process_started(pid),
                            "token": self.token_value, "released": released}).encode()
 
     def acquire(self) -> Lease:
@@ -206,14 +226,20 @@ class Lease:
             path = _generation_path(target)
             if self.folder.create(path, self._body()) or self._is_mine(path):
                 self.generation = target
-                for old in _generations(self.folder):
-                    if old < target:
-                        self.folder.delete(_generation_path(old))
+                self._clean_up(keep_from=target - 1)
                 self._thread = threading.Thread(target=self._heartbeat, name="echoforge-lease", daemon=True)
                 self._thread.start()
                 return self
             # another build created that generation first: judge it again
         raise LeaseHeld(f"could not take the lease on {self.folder.url}; try again")
+
+    def _clean_up(self, keep_from: int) -> None:
+        """Delete the generations (and their beats) before ``keep_from``; the one before the
+        current generation stays, so that no listing made meanwhile can miss both."""
+        for rel in self.folder.list(LEASE):
+            stem = rel.rsplit("/", 1)[-1].split(".", 1)[0]
+            if stem.isdigit() and int(stem) < keep_from:
+                self.folder.delete(rel)
 
     def _is_mine(self, path: str) -> bool:
         """A create retried after a lost answer finds its own object there."""
@@ -231,7 +257,7 @@ class Lease:
         while not self._stop.wait(max(0.05, self.ttl_s / 4)):
             try:
                 self.token.ensure()
-                self.folder.write_bytes(_generation_path(self.generation), self._body())
+                self.folder.write_bytes(_beat_path(self.generation), self.token_value.encode())
             except LeaseLost as exc:
                 self.lost = str(exc)
                 return
@@ -246,7 +272,7 @@ class Lease:
             return
         try:
             self.token.ensure()
-            self.folder.write_bytes(_generation_path(self.generation), self._body(released=True))
+            self.folder.create(_generation_path(self.generation + 1), self._body(released=True))
         except Exception:  # noqa: BLE001 - lost or unreachable: the next build judges it by age
             pass
         self.generation = None
