@@ -257,6 +257,15 @@ def test_the_judge_ignores_decoder_repeats_and_a_trailing_you():
     assert wer("Mixed.", "Next.", unit="char") > 0.5
 
 
+def test_fraction_glyphs_are_read_as_the_words_said():
+    """Whisper base writes "one quarter plus two quarters" as "1 ¼ plus 2 ¼"."""
+    wer = WordErrorRate()
+    said = "One quarter plus one half equals one quarter plus two quarters equals three quarters."
+    assert wer(said, "1 ¼ plus 1 ½ equals 1 ¼ plus 2 ¼ equals 3 ¼.") == 0.0
+    assert wer("Add three quarters of a cup.", "Add ¾ of a cup.") == 0.0
+    assert wer("Add one third of a cup.", "Add ¾ of a cup.") > 0.0  # another fraction stays another
+
+
 def test_the_fast_path_guard_catches_loops():
     assert looping("Navigation. Navigation.") and looping("Next, next, next, next")
     assert looping("Ingredients 1 1 1 1 1 1") and looping("this page this page this page")

@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import re
+import unicodedata
 
 import numpy as np
 
@@ -32,13 +34,31 @@ log = logging.getLogger(__name__)
 SIDES = ("question", "answer")
 
 
+_FRACTION_GLYPH = re.compile(r"(?:(\d+)\s*)?([\u00bc-\u00be\u2150-\u215e])")
+
+
+def spell_fractions(text: str) -> str:
+    """Fraction glyphs as words, as they were said: Whisper base writes "one quarter plus two
+    quarters" as "1 ¼ plus 2 ¼", a number followed by the glyph of the fraction's name."""
+
+    def words(m: re.Match) -> str:
+        name = unicodedata.name(m[2]).removeprefix("VULGAR FRACTION ").lower().split()
+        if m[1] is None:
+            return f" {' '.join(name)} "
+        one = name[-1] if name[0] == "one" else name[-1][:-1]  # "quarter" of "three quarters"
+        return f" {m[1]} {one if m[1] == '1' else 'halves' if one == 'half' else one + 's'} "
+
+    return _FRACTION_GLYPH.sub(words, text)
+
+
 class WordErrorRate:
-    """WER after Whisper's English text normaliser."""
+    """WER after Whisper's English text normaliser (fraction glyphs spelled out first)."""
 
     def __init__(self):
         from whisper_normalizer.english import EnglishTextNormalizer
 
-        self._norm = EnglishTextNormalizer()
+        english = EnglishTextNormalizer()
+        self._norm = lambda text: english(spell_fractions(text))
 
     def normalize(self, text: str) -> str:
         return self._norm(text)
