@@ -270,6 +270,9 @@ def test_the_fast_path_guard_catches_loops():
     assert looping("Navigation. Navigation.") and looping("Next, next, next, next")
     assert looping("Ingredients 1 1 1 1 1 1") and looping("this page this page this page")
     assert not looping("Ingredients: 1 cup flour, 1 egg, 1 cup milk.") and not looping("Next, next and then next again.")
+    # Whisper base on a six-word question: a long phrase twice, then begun again
+    assert looping("Steps to change the flat tire. Steps to change the flat tire. Steps to change the")
+    assert not looping("Steps to change a flat tire.") and not looping("Tokyo to Tokyo, Sakura to cherry blossom.")
     assert token_budget(1.0) == 24 and token_budget(30.0) == token_budget(300.0) == 256
 
 

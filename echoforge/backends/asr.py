@@ -117,14 +117,16 @@ def compression_ratio(text: str) -> float:
 
 
 def looping(text: str) -> bool:
-    """Whether a transcript repeats itself as a runaway decoder does: a phrase of up to four
-    words three times in a row ("next, next, next"), or nothing but one phrase said again
-    ("Navigation. Navigation.")."""
+    """Whether a transcript repeats itself as a runaway decoder does: a phrase said twice and
+    begun a third time ("next, next, next"; "steps to change the tire. steps to change the tire.
+    steps to"), or nothing but one phrase said again ("Navigation. Navigation.")."""
     words = re.findall(r"[\w']+", text.lower())
     n = len(words)
-    for size in range(1, 5):
-        for i in range(n - 3 * size + 1):
-            if words[i:i + size] == words[i + size:i + 2 * size] == words[i + 2 * size:i + 3 * size]:
+    for size in range(1, n // 2 + 1):
+        run = 0  # words so far that equal the word ``size`` before them
+        for i in range(size, n):
+            run = run + 1 if words[i] == words[i - size] else 0
+            if run > size:  # the phrase twice, then one more word of it
                 return True
     return any(n % size == 0 and words == words[:size] * (n // size) for size in range(1, n // 2 + 1))
 
@@ -238,8 +240,8 @@ class WhisperASR:
         Each clip may decode to :func:`token_budget` tokens of its duration. A transcript that
         fails :func:`fast_path_fault` is heard again from ``audio16k(i)`` (the clip's 16 kHz
         audio): encoded anew with real silence around it (path ``padded``), then, if that fails
-        too, by :meth:`transcribe` (path ``fallback``); a clip still heard as silence once
-        padded is heard as nothing. Without ``audio16k`` it is None.
+        too or hears no speech, by :meth:`transcribe` (path ``fallback``), whose own checks say
+        whether it is silence. Without ``audio16k`` it is None.
         """
         out: list[Transcript | None] = []
         size = self.batch_size if self.device == "cuda" else 1
@@ -251,8 +253,8 @@ class WhisperASR:
                     padded = np.concatenate([pad[:WHISPER_RATE // 4], audio.astype(np.float32), pad])
                     heard = self._greedy([self.encode(padded)], "padded", len(audio) / WHISPER_RATE, True,
                                          strict=self.fallback)[0]
-                    if heard is None:
-                        heard = self.transcribe(audio, path="fallback")
+                    if heard is None or (self.fallback and not heard.text):
+                        heard = self.transcribe(audio, path="fallback")  # Whisper base hears some speech as silence
                 out.append(heard)
         return out
 
