@@ -42,7 +42,7 @@ def row_number(position: str) -> int | None:
     return int(found[1]) if found else None
 
 
-def measure(path: Path, voices: str, audit_rate: float, workers: int) -> dict:
+def measure(path: Path, voices: str, audit_rate: float, workers: int, output: Path | None = None) -> dict:
     from echoforge.config import parse_config
     from echoforge.pipeline.build import build
     from echoforge.pipeline.output import iter_rejects, iter_shards
@@ -51,7 +51,7 @@ def measure(path: Path, voices: str, audit_rate: float, workers: int) -> dict:
     config = parse_config({"run": {"workers": workers}, "synthesis": {"voices": voices},
                            "gate": {"audit_rate": audit_rate}})
     with tempfile.TemporaryDirectory() as tmp:
-        out = Path(tmp) / "out"
+        out = output / path.stem if output else Path(tmp) / "out"  # an output kept is resumed
         t0 = time.perf_counter()
         manifest = build([str(path)], out, config)
         wall = time.perf_counter() - t0
@@ -127,10 +127,11 @@ def main() -> None:
     p.add_argument("--voices", default="default", choices=["default", "fast"])
     p.add_argument("--audit-rate", type=float, default=1.0)
     p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--output", type=Path, help="build into OUTPUT/<input name> and keep it (a rerun resumes)")
     p.add_argument("--json", action="store_true")
     args = p.parse_args()
     os.environ.pop("ECHOFORGE_VOICES", None)
-    results = [measure(path, args.voices, args.audit_rate, args.workers) for path in args.inputs]
+    results = [measure(path, args.voices, args.audit_rate, args.workers, args.output) for path in args.inputs]
     for r in results:
         if args.json:
             print(json.dumps(r, indent=2))
