@@ -111,7 +111,8 @@ def whole_build(out: Path, limit: int | None = None, config: Path | None = None)
     manifest = json.loads((out / "manifest.json").read_text())
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     return {"audio_s": manifest["hours"] * 3600, "cpu_s": cpu, "rows": manifest["rows"],
-            "stage_s": sum(manifest["stage_seconds"].values())}
+            "stage_s": sum(manifest["stage_seconds"].values()),
+            "stages": {k: round(v, 1) for k, v in manifest["stage_seconds"].items()}}
 
 
 def synthesiser_alone() -> dict:
@@ -126,6 +127,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--part", choices=["startup", "ratio", "both", "small"], default="both",
                    help="small: two builds of 2 rows in 2 work units on 2 workers, where start-up dominates")
+    p.add_argument("--config", type=Path, help="a config file for the whole build of the ratio (e.g. listen: {dnsmos: false})")
     p.add_argument("--json", action="store_true")
     args = p.parse_args()
     result: dict = {"cpus": os.cpu_count()}
@@ -133,8 +135,8 @@ def main() -> None:
         result["startup"] = worker_startup()
     if args.part in ("ratio", "both"):
         with tempfile.TemporaryDirectory() as tmp:
-            whole_build(Path(tmp) / "warm", limit=1)  # caches (NeMo grammars, files) warm
-            build = whole_build(Path(tmp) / "out")
+            whole_build(Path(tmp) / "warm", limit=1, config=args.config)  # caches (NeMo grammars, files) warm
+            build = whole_build(Path(tmp) / "out", config=args.config)
         synth = synthesiser_alone()
         for r in (build, synth):
             r["audio_s_per_cpu_s"] = r["audio_s"] / r["cpu_s"]
@@ -160,7 +162,8 @@ def main() -> None:
     if "ratio" in result:
         b, s = result["build"], result["synthesiser"]
         print(f"\nwhole build ({result['cpus']} CPUs, default workers, {b['rows']} rows): {b['audio_s']:.1f} s of audio "
-              f"in {b['cpu_s']:.1f} CPU s ({b['audio_s_per_cpu_s']:.2f}/s; stages {b['stage_s']:.1f} s)")
+              f"in {b['cpu_s']:.1f} CPU s ({b['audio_s_per_cpu_s']:.2f}/s; stages {b['stage_s']:.1f} s: "
+              + ", ".join(f"{k} {v}" for k, v in b["stages"].items()) + ")")
         print(f"synthesisers alone ({s['texts']} texts, {s['voices']} voices): {s['audio_s']:.1f} s of audio in {s['cpu_s']:.1f} CPU s "
               f"({s['audio_s_per_cpu_s']:.2f}/s)")
         print(f"whole build / synthesiser alone: {result['ratio']:.2f}")

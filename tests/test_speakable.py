@@ -247,6 +247,7 @@ def test_what_is_kept_after_the_cap_must_still_be_speakable(stage):
      "Density equals two hundred grams divided by fifty cubic centimeters equals four grams per cubic centimeter."),
     ("It costs $25/month and is 2x faster.", "It costs twenty five dollars per month and is two times faster."),
     ("Use TCP/IP and/or UDP as the #1 choice.", "Use TCP IP and or UDP as the number one choice."),
+    ("Follow the 50/30/20 rule, it works 24/7.", "Follow the fifty thirty twenty rule, it works twenty four seven."),
 ])
 def test_maths_arrows_and_units_are_said_as_words(stage, written, spoken):
     t, _ = run(stage, written)

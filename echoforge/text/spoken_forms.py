@@ -39,6 +39,7 @@ _UNIT = re.compile(_NUMBER + r"\s?(" + "|".join(sorted(map(re.escape, _UNITS), k
                    + r")(/s)?(?![\w/])")
 _ABBREVIATIONS = [  # (pattern, words); numbered ones only before a number
     (re.compile(r"\bed\.(?=\s*[,;)])"), "edition"),
+    (re.compile(r"(?<![\d/.])24/7(?![\d/])"), "twenty four seven"),  # not a fraction
     (re.compile(r"\bpp\.\s*(?=\d)"), "pages "),
     (re.compile(r"\bp\.\s*(?=\d)"), "page "),
     (re.compile(r"\bvol\.\s*(?=\d)", re.I), "volume "),
@@ -215,7 +216,10 @@ def before_normalizing(text: str) -> str:
 
 
 def after_normalizing(spoken: str) -> str:
-    """Parentheses become the pauses a reader makes: "(second edition, page forty two)" → commas."""
+    """Parentheses become the pauses a reader makes: "(second edition, page forty two)" → commas;
+    a slash the normaliser left between words is not read: "the fifty/thirty/twenty rule" is
+    "the fifty thirty twenty rule"."""
+    spoken = re.sub(r"\s*/\s*", " ", spoken)
     spoken = re.sub(r"\s*\(\s*", ", ", spoken)
     spoken = re.sub(r"\s*\)\s*(?=[.,;:!?]|$)", "", spoken)
     spoken = re.sub(r"\s*\)\s*", ", ", spoken)
