@@ -14,8 +14,8 @@ current generation or the one before it unchanged: a directory listed while entr
 and removed may miss exactly those (POSIX ``readdir``), and a listing that missed both the new
 generation and the old one it replaces would look like a fresh output.
 
-The holder's heartbeat *fences* every commit: before a unit's marker is written, the worker checks that
-the highest generation is still the holder's, with its token (:meth:`LeaseToken.ensure`).
+Every commit is *fenced*: before a unit's marker is written, the worker checks that the
+highest generation is still its build's, with its token (:meth:`LeaseToken.ensure`).
 A build whose lease was taken (it was paused past the time-out) stops with one line
 before it writes another marker. What is left is the window between that check and the
 marker's PUT: no store here offers a write conditional on *another* object, so a build
@@ -137,7 +137,6 @@ def current(folder: DataFolder) -> Holder | None:
             pass  # not renewed yet
         return Holder(gens[-1], body, modified)
     raise LeaseHeld(f"the lease of {folder.url} changed under every read; try again")
-
 
 
 def store_now(folder: DataFolder) -> float:
