@@ -266,6 +266,13 @@ def test_fraction_glyphs_are_read_as_the_words_said():
     assert wer("Add one third of a cup.", "Add ¾ of a cup.") > 0.0  # another fraction stays another
 
 
+def test_numbers_side_by_side_are_one_token():
+    """The normaliser joins "fifty thirty twenty" into "503020" but splits a heard "50-30-20"."""
+    wer = WordErrorRate()
+    assert wer("What is the fifty thirty twenty rule?", "What is the 50-30-20 rule?") == 0.0
+    assert wer("What is the fifty thirty twenty rule?", "What is the 50-30-40 rule?") > 0.0
+
+
 def test_the_fast_path_guard_catches_loops():
     assert looping("Navigation. Navigation.") and looping("Next, next, next, next")
     assert looping("Ingredients 1 1 1 1 1 1") and looping("this page this page this page")

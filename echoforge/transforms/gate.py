@@ -52,13 +52,16 @@ def spell_fractions(text: str) -> str:
 
 
 class WordErrorRate:
-    """WER after Whisper's English text normaliser (fraction glyphs spelled out first)."""
+    """WER after Whisper's English text normaliser (fraction glyphs spelled out first, numbers
+    side by side joined)."""
 
     def __init__(self):
         from whisper_normalizer.english import EnglishTextNormalizer
 
         english = EnglishTextNormalizer()
-        self._norm = lambda text: english(spell_fractions(text))
+        # Numbers side by side are one token: the normaliser writes "fifty thirty twenty" as
+        # "503020" but the heard "50-30-20" as "50 30 20".
+        self._norm = lambda text: re.sub(r"(?<=\d) (?=\d)", "", english(spell_fractions(text)))
 
     def normalize(self, text: str) -> str:
         return self._norm(text)
