@@ -70,9 +70,8 @@ def measure(path: Path, voices: str, audit_rate: float, workers: int, output: Pa
         per_kind[kind(r)]["kept"] += 1
     for r in rejects:
         per_kind[kind(r)][f"{r['stage']}.{r['reason']}"] += 1
-    names = [n for n in SPOKEN_SYMBOL_NAMES]
-    saying = [r["answer_spoken"] for r in kept
-              if any(re.search(rf"\b{re.escape(n)}\b", r["answer_spoken"] or "", re.I) for n in names)]
+    names = re.compile(r"\b(?:" + "|".join(SPOKEN_SYMBOL_NAMES) + r")\b", re.I)
+    saying = [r["answer_spoken"] for r in kept if names.search(r["answer_spoken"] or "")]
     audited_kept = [r for r in kept if r["second_judge_audit"]]
     audited_rejects = [r for r in rejects if r["second_judge_audit"]]
     turns = len(kept) + len(rejects)

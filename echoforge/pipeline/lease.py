@@ -110,11 +110,18 @@ class Holder:
 
     generation: int
     body: dict[str, Any]
-    modified: float  # when it was created or last renewed, by the store's clock
 
     @property
     def released(self) -> bool:
         return bool(self.body.get("released"))
+
+    def renewed(self, folder: DataFolder) -> float:
+        """When it was created or last renewed, by the store's clock."""
+        created = folder.modified(_generation_path(self.generation))
+        try:
+            return max(created, folder.modified(_beat_path(self.generation)))
+        except FileNotFoundError:
+            return created  # not renewed yet
 
 
 def current(folder: DataFolder) -> Holder | None:
@@ -124,18 +131,10 @@ def current(folder: DataFolder) -> Holder | None:
         gens = _generations(folder)
         if not gens:
             return None
-        path = _generation_path(gens[-1])
         try:
-            body = folder.read_json(path)
-            modified = folder.modified(path)
+            return Holder(gens[-1], folder.read_json(_generation_path(gens[-1])))
         except (FileNotFoundError, ValueError):
             time.sleep(0.01 * min(attempt, 10))  # cleaned up or being written meanwhile: list again
-            continue
-        try:
-            modified = max(modified, folder.modified(_beat_path(gens[-1])))
-        except FileNotFoundError:
-            pass  # not renewed yet
-        return Holder(gens[-1], body, modified)
     raise LeaseHeld(f"the lease of {folder.url} changed under every read; try again")
 
 
@@ -215,7 +214,10 @@ class Lease:
             if holder is None:
                 target = 1
             else:
-                age = store_now(self.folder) - holder.modified
+                try:
+                    age = store_now(self.folder) - holder.renewed(self.folder)
+                except FileNotFoundError:
+                    continue  # superseded meanwhile: judge the new one
                 if not (holder.released or self.break_existing or age > self.ttl_s or holder_gone(holder.body)):
                     raise LeaseHeld(
                         f"another build is writing to {self.folder.url} ({describe(holder.body, age)}); wait for "
