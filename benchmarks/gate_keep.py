@@ -8,7 +8,7 @@ judge, ``gate.second_judge``) and ``synthesis.voices``, each in a fresh output f
 prints per input and per ``kind`` of JSONL rows: turns, kept, reject reasons; kept answers
 that still say a symbol's name ("equal sign", "open paren", ...); the share of turns that end
 as length rejects; and the audit: how many kept turns the second judge would reject, how many
-gate rejects it would keep, and how many short-side rejects it overturned. These are the
+gate rejects it would keep, and how many rejects it overturned. These are the
 figures of ``docs/gate.md``.
 """
 

@@ -92,8 +92,9 @@ elif what in ("asr", "tokenizer"):
 elif what == "gate":
     from echoforge.pipeline.stages import build_stages, run_chain
     stages = build_stages(config)
-    turns = run_chain(stages[:-1], rows_in()).kept
-    gate = stages[-1]; gate.ensure_setup()
+    at = [s.name for s in stages].index("gate")
+    turns = run_chain(stages[:at], rows_in()).kept
+    gate = stages[at]; gate.ensure_setup()
     c0 = time.process_time()
     kept, rejected = gate.process(turns)
     cpu = time.process_time() - c0

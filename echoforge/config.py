@@ -274,8 +274,8 @@ class GateConfig(Section):
     max_short_per: float = Field(0.5, ge=0.0)
     phonemes: bool = False  # phoneme error rate of both sides as figures (needs the 'phonemes' extra)
     whisper: WhisperASRConfig = WhisperASRConfig()
-    # A short side that fails its judge is heard again by this ASR ("whisper-base", "tiny.en" or a
-    # CTranslate2 model dir) and kept if it passes there; "none": rejected at once.
+    # A side that fails by what the ASR heard is heard again by this ASR ("whisper-base", "tiny.en"
+    # or a CTranslate2 model dir; a beam of 5) and kept if it passes there; "none": rejected at once.
     second_judge: str = "whisper-base"
     # Share of the gate's decisions (kept and rejected turns, chosen by a hash of the turn id)
     # that the second judge re-hears in full, as the gate's own audit (docs/gate.md); 0: none.

@@ -168,7 +168,7 @@ def audit_lines(a: dict[str, int] | None) -> list[str]:
         return []
     return [f"gate audit: second judge would keep {a['audited_rejects_second_keeps']} of {a['audited_rejects']} "
             f"rejects; would reject {a['audited_kept_second_rejects']} of {a['audited_kept']} kept; "
-            f"it overturned {a['overturned']} short-side rejects"]
+            f"it overturned {a['overturned']} rejects"]
 
 
 def quarantine_lines(quarantined: list[dict[str, Any]]) -> list[str]:
