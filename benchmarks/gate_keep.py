@@ -93,7 +93,8 @@ def measure(path: Path, voices: str, audit_rate: float, workers: int, output: Pa
 
 def second_hearings(out: Path) -> list[dict]:
     """For each kept row the second judge would reject: the side's spoken text, what the gate's
-    ASR heard and what the second judge (Whisper base) hears, to tell whose mistake it is."""
+    ASR heard and what the second judge (Whisper base, with the gate's beam for it) hears in the
+    stored audio, to tell whose mistake it is."""
     import io
 
     import soundfile as sf
@@ -101,6 +102,7 @@ def second_hearings(out: Path) -> list[dict]:
     from echoforge.audio import resample
     from echoforge.backends.asr import WhisperASR, whisper_base_path
     from echoforge.pipeline.output import iter_shards
+    from echoforge.transforms.gate import SECOND_JUDGE_BEAM_SIZE
 
     found = []
     base = None
@@ -111,7 +113,7 @@ def second_hearings(out: Path) -> list[dict]:
                 continue
             side = "question" if verdict.startswith("question") else "answer"
             if base is None:
-                base = WhisperASR(str(whisper_base_path()))
+                base = WhisperASR(str(whisper_base_path()), beam_size=SECOND_JUDGE_BEAM_SIZE)
                 base.setup()
             audio, rate = sf.read(io.BytesIO(r[f"{side}_audio"]["bytes"]), dtype="float32")
             heard = base.transcribe_batch([resample(audio, rate, 16000)])[0]
