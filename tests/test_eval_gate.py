@@ -65,8 +65,9 @@ def test_the_build_audits_its_gate_and_rejects_show_what_was_judged(strict_build
     gate_rejects = sum(v for k, v in manifest["rejects_by_reason"].items() if k.startswith("gate."))
     audit = manifest["gate_audit"]
     assert audit["audited_kept"] == manifest["rows"] and audit["audited_rejects"] == gate_rejects
-    # a reject is one the second judge heard wrong as well, so it would keep none of them
-    assert audit["audited_rejects_second_keeps"] == 0
+    # a reject is one the second judge's fast path heard wrong as well; its windowed pass may not
+    assert 0 <= audit["audited_rejects_second_keeps"] <= gate_rejects
+    assert audit["overturned"] == sum(1 for _, t in iter_shards(out) for x in t.to_pylist() if x["second_judge_overturned"])
     rejects = [r for t in iter_rejects(out) for r in t.to_pylist() if r["stage"] == "gate"]
     spoken = {r["question"] for r in ROWS} | {r["answer"] for r in ROWS}
     for r in rejects:

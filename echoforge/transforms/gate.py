@@ -11,7 +11,8 @@ word of two is WER 0.5, while "mixed" heard as "mix" is CER 0.4, and the source'
 a decoder adds to a short clip (a phrase said again in a row, a trailing "you"). A side that
 fails by what the ASR heard is heard again by a second ASR (``gate.second_judge``, at its best: a
 beam of :data:`SECOND_JUDGE_BEAM_SIZE` and faster-whisper's fallback) before it is rejected; the
-second judge also re-hears a hash-chosen share of all decisions (``gate.audit_rate``): the gate's
+second judge also re-hears a hash-chosen share of all decisions (``gate.audit_rate``; a side
+failing there is heard once more by the windowed ``transcribe`` before the verdict): the gate's
 own audit, counted in the manifest.
 """
 
@@ -216,8 +217,17 @@ class Gate(Stage[Turn]):
         return out
 
     def decide(self, turn: Turn) -> str | None:
-        """This gate's decision on a turn, length rules aside: None to keep it, else the reason."""
-        figures, ref_words = self.measure(turn, self.hear([turn])[0])
+        """This gate's decision on a turn, length rules aside: None to keep it, else the reason.
+        A side that fails as heard by the fast path is heard again by faster-whisper's windowed
+        ``transcribe`` (Whisper as it was trained: a 30 s window), whose hearing decides."""
+        heard = self.hear([turn])[0]
+        figures, ref_words = self.measure(turn, heard)
+        failing = [side for side in heard if self.asr_fault(side, figures, ref_words) is not None]
+        for side in failing:
+            speech = getattr(turn, f"{side}_speech")
+            heard[side] = self.asr[side].transcribe(resample(speech.audio, speech.sample_rate, WHISPER_RATE))
+        if failing:
+            figures, ref_words = self.measure(turn, heard)
         try:
             self.check(turn, figures, ref_words)
         except StageReject as r:
