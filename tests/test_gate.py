@@ -238,6 +238,30 @@ def test_silence_is_heard_as_nothing():
     assert (silent.text, silent.confidence) == ("", 0.0) and (noise.text, noise.confidence) == ("", 0.0)
 
 
+
+def test_a_clip_heard_by_sampling_is_heard_the_same_whatever_was_sampled_before(parts):
+    """CTranslate2 seeds a decoding thread's sampler at its first draw only: the fallback's text
+    must not depend on what the shared model sampled earlier in the process."""
+    from echoforge.backends.asr import load_whisper
+
+    backend = parts["backend"]
+
+    def backward(text: str, seed: int) -> np.ndarray:
+        s = backend.synthesize(VoiceRequest((text,), "joe", 1.0, seed))
+        return resample(s.audio, s.sample_rate, 16_000)[::-1].copy()
+
+    clip, other = backward(OTHER[1], 1), backward(ANSWER[0], 1)
+    shared = load_whisper(None)
+    segments, _ = shared.transcribe(clip, language="en", condition_on_previous_text=False, vad_filter=False)
+    assert any(s.temperature > 0 for s in segments)  # speech played backwards needs the fallback
+    asr = WhisperASR()
+    asr.setup()
+    first = asr.transcribe(clip).text
+    assert first
+    for _ in range(3):  # the shared model samples on
+        list(shared.transcribe(other, language="en", temperature=1.0, vad_filter=False)[0])
+        assert asr.transcribe(clip).text == first
+
 LOOP_PRONE = ["Navigation.", "This page.", "Next.", "Cause.", "Goodbye.",
               "Ingredients: 1 cup flour, 1 egg, 1 cup milk.",
               "Resolutions: exercise more, read more, sleep more, and save money."]

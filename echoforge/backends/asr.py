@@ -44,7 +44,7 @@ TOKENS_PER_SECOND = 8.0  # token budget: speech here takes 3 to 5 tokens a secon
 TOKEN_SLACK = 16
 _MAX_LENGTH = 448  # Whisper's decoder positions
 _PAD_S = 2.0  # silence after a clip that the fast path misheard, before it is encoded again
-FALLBACK_SEED = 0  # sampling at temperatures above 0 is seeded per clip: same audio, same text
+FALLBACK_SEED = 0  # a fresh model's sampler starts here: same audio, same text (see transcribe)
 
 
 def default_whisper_path() -> Path:
@@ -188,16 +188,15 @@ class WhisperASR:
 
     def transcribe(self, audio: np.ndarray, word_timestamps: bool = False, path: str = "transcribe") -> Transcript:
         """One clip through faster-whisper's own transcribe (timestamp-driven, any length), with its
-        quality checks and temperature fallback, and the same token budget per window."""
-        import ctranslate2
+        quality checks and temperature fallback, and the same token budget per window.
 
-        ctranslate2.set_random_seed(FALLBACK_SEED)
-        segments, _ = self._model.transcribe(
-            audio.astype(np.float32), language="en", beam_size=self.beam_size, temperature=FALLBACK_TEMPERATURES,
-            compression_ratio_threshold=MAX_COMPRESSION_RATIO, log_prob_threshold=MIN_AVG_LOGPROB,
-            no_speech_threshold=NO_SPEECH, condition_on_previous_text=False, vad_filter=False,
-            word_timestamps=word_timestamps, max_new_tokens=token_budget(len(audio) / WHISPER_RATE),
-        )
+        CTranslate2 seeds a decoding thread's sampler once, at its first draw, so a model that has
+        sampled before samples differently: a clip that needed a temperature above 0 is heard again
+        by a model loaded for it alone, whose sampler starts from ``FALLBACK_SEED``."""
+        segments = self._segments(self._model, audio, word_timestamps)
+        if any(s.temperature > 0 for s in segments):
+            fresh = load_whisper.__wrapped__(self.model_path, self.device, self.threads, self.compute_type)
+            segments = self._segments(fresh, audio, word_timestamps)
         text, words, logprob, tokens = [], [], 0.0, 0
         for seg in segments:
             text.append(seg.text)
@@ -208,6 +207,18 @@ class WhisperASR:
         confidence = math.exp(logprob / tokens) if tokens else 0.0
         return Transcript(" ".join(t.strip() for t in text).strip(), words, round(confidence, 4),
                           self.identity()["asr"], path)
+
+    def _segments(self, model, audio: np.ndarray, word_timestamps: bool) -> list:
+        import ctranslate2
+
+        ctranslate2.set_random_seed(FALLBACK_SEED)
+        segments, _ = model.transcribe(
+            audio.astype(np.float32), language="en", beam_size=self.beam_size, temperature=FALLBACK_TEMPERATURES,
+            compression_ratio_threshold=MAX_COMPRESSION_RATIO, log_prob_threshold=MIN_AVG_LOGPROB,
+            no_speech_threshold=NO_SPEECH, condition_on_previous_text=False, vad_filter=False,
+            word_timestamps=word_timestamps, max_new_tokens=token_budget(len(audio) / WHISPER_RATE),
+        )
+        return list(segments)
 
     def encode(self, audio16k: np.ndarray) -> np.ndarray:
         """Encoder states of a clip (see :func:`encoder_states`)."""
