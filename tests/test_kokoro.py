@@ -12,6 +12,7 @@ import pytest
 from echoforge.backends.tts import VoiceRequest
 from echoforge.backends.tts.base import sentence_words
 from echoforge.backends.tts.kokoro import KokoroBackend, blend_voices, parse_voice, voice_names
+from echoforge.backends.tts.kokoro import packaged_voices_path as kokoro_packs
 from echoforge.backends.tts.pool import VoicePool, user_voices
 from echoforge.commands.eval_gate import evaluate_gate
 from echoforge.backends.tts.kokoro import KokoroConfig
@@ -34,7 +35,7 @@ ROWS = [
 
 @pytest.fixture(scope="module")
 def kokoro(cache_env):
-    backend = KokoroBackend(["jf_alpha", "jm_kumo", MIX, f"{MIX};pitch=1.05"])
+    backend = KokoroBackend(["jf_alpha", "jm_kumo", MIX, f"{MIX};pitch=1.05", f"{MIX};spread=1.5"])
     backend.setup()
     return backend
 
@@ -72,6 +73,14 @@ def test_rate_and_pitch_change_the_voice_not_the_words(kokoro):
     assert [w.word for w in high.words] == [w.word for w in base.words]
 
 
+
+def test_spread_moves_the_style_past_the_mixture(kokoro):
+    packs = np.load(kokoro_packs())
+    centre = np.mean([packs[p] for p in PACKS], axis=0)
+    mix, spread = kokoro._voices[MIX].style, kokoro._voices[f"{MIX};spread=1.5"].style
+    assert np.allclose(spread - centre, 1.5 * (mix - centre), atol=1e-5)
+    assert not np.array_equal(say(kokoro, MIX).audio[:1000], say(kokoro, f"{MIX};spread=1.5").audio[:1000])
+
 def test_word_timings_from_the_predicted_durations(kokoro):
     speech = say(kokoro, "jf_alpha")
     assert kokoro.has_timings
@@ -85,11 +94,12 @@ def test_word_timings_from_the_predicted_durations(kokoro):
 
 
 def test_voice_names_are_checked():
-    for bad in ("jf_alpha*x", "jf_alpha*0", "jf_alpha;tempo=2", "jf_alpha;speed=3"):
+    for bad in ("jf_alpha*x", "jf_alpha*0", "jf_alpha;tempo=2", "jf_alpha;speed=3", "jf_alpha;spread=0.5"):
         with pytest.raises(ConfigError):
             parse_voice(bad)
-    spec = parse_voice("jf_alpha*3+jm_kumo;speed=1.1;pitch=0.96")
-    assert spec.mix == (("jf_alpha", 0.75), ("jm_kumo", 0.25)) and (spec.speed, spec.pitch) == (1.1, 0.96)
+    spec = parse_voice("jf_alpha*3+jm_kumo;speed=1.1;pitch=0.96;spread=1.5")
+    assert spec.mix == (("jf_alpha", 0.75), ("jm_kumo", 0.25))
+    assert (spec.speed, spec.pitch, spec.spread) == (1.1, 0.96, 1.5) and parse_voice("jf_alpha").spread == 1.0
     backend = KokoroBackend(["af_heart"])
     with pytest.raises(ConfigError, match="no voice pack 'af_heart'"):
         backend.setup()
@@ -98,10 +108,15 @@ def test_voice_names_are_checked():
 def test_blend_pools_are_seeded_and_distinct():
     voices = blend_voices(64, 7, PACKS)
     assert len(set(voices)) == 64 and voices == blend_voices(64, 7, PACKS) != blend_voices(64, 8, PACKS)
-    for v in voices:
-        spec = parse_voice(v)
-        assert 2 <= len(spec.mix) <= 3 and abs(sum(w for _, w in spec.mix) - 1) < 1e-9
-        assert 0.92 <= spec.speed <= 1.08 and 0.95 <= spec.pitch <= 1.05
+    specs = [parse_voice(v) for v in voices]
+    for spec in specs:
+        assert len(spec.mix) == 2 and abs(sum(w for _, w in spec.mix) - 1) < 1e-9 and spec.mix[0][1] >= 0.6
+        assert 0.92 <= spec.speed <= 1.08 and 0.82 <= spec.pitch <= 1.17 and spec.spread == 1.3
+    # every pack leads in turn, and meets every pitch level: low, middle and high voices of each
+    assert [s.mix[0][0] for s in specs[:10]] == PACKS * 2
+    for pack in PACKS:
+        pitches = sorted(s.pitch for s in specs[:25] if s.mix[0][0] == pack)
+        assert len(pitches) == 5 and pitches[0] < 0.86 and pitches[-1] > 1.12
     config = parse_config({"synthesis": {"voices": "fast", "user_voices": ["joe", "kokoro:blend(n=3, seed=7)"]}})
     assert user_voices(config.synthesis) == ["joe", *(f"kokoro:{v}" for v in blend_voices(3, 7, PACKS))]
 

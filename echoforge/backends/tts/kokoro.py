@@ -11,10 +11,15 @@ Voices:
 
 * ``NAME`` — a voice pack of the voices file;
 * ``NAME*W+NAME*W`` — a mixture of style vectors (weights normalised to sum 1; ``*W`` omitted: 1);
-* either, followed by ``;speed=S`` (pace, >1 faster) and ``;pitch=P`` (a resample-based shift of
-  pitch and formants by the factor P, the pace kept);
-* ``blend(n=N, seed=S)`` — a pool generator: N distinct mixtures of two or three voice packs with
-  seeded weights, speed (0.92–1.08) and pitch (0.95–1.05), expanded when the pool is built.
+* either, followed by ``;speed=S`` (pace, >1 faster), ``;pitch=P`` (a resample-based shift of
+  pitch and formants by the factor P, the pace kept: a longer or shorter vocal tract) and
+  ``;spread=K`` (the style vector moved K times as far from the centre of the file's voice packs,
+  past the mixture, 1–2);
+* ``blend(n=N, seed=S)`` — a pool generator: N distinct voices, each led by one voice pack (in
+  turn) mixed with another, spread 1.3, pitch on five levels from 0.84 to 1.15 (each pack meets
+  each level in turn) and pace 0.92–1.08, all seeded, expanded when the pool is built. Mixtures
+  inside the five packs sound alike to a speaker encoder; the spread and the pitch levels are
+  what make them distinct voices (see docs/benchmarks.md).
 
 Kokoro draws no noise: the same text, voice and rate give the same samples (the request's seed
 is unused). The export has no duration output, so the loader exposes the duration predictor's
@@ -57,7 +62,8 @@ _MODEL_PARTS = 4
 _PUNCTUATION = ';:,.!?¡¿—…"«»“”()'
 _BLEND_RE = re.compile(r"blend\(\s*n\s*=\s*(\d+)\s*(?:,\s*seed\s*=\s*(-?\d+)\s*)?\)")
 _SPEED_RANGE = (0.92, 1.08)
-_PITCH_RANGE = (0.95, 1.05)
+_PITCH_LEVELS = (0.84, 0.91, 0.98, 1.06, 1.15)
+_BLEND_SPREAD = 1.3
 
 
 def packaged_model_path() -> Path:
@@ -124,10 +130,11 @@ class VoiceSpec:
     mix: tuple[tuple[str, float], ...]
     speed: float = 1.0
     pitch: float = 1.0
+    spread: float = 1.0
 
 
 def parse_voice(name: str) -> VoiceSpec:
-    """``jf_alpha*0.6+jm_kumo*0.4;speed=1.05;pitch=0.97`` → its spec (weights normalised)."""
+    """``jf_alpha*0.6+jm_kumo*0.4;speed=1.05;pitch=0.97;spread=1.5`` → its spec (weights normalised)."""
     mix_text, *settings = name.split(";")
     mix: list[tuple[str, float]] = []
     for term in mix_text.split("+"):
@@ -140,35 +147,38 @@ def parse_voice(name: str) -> VoiceSpec:
             raise ConfigError(f"kokoro voice '{name}': each term is NAME or NAME*WEIGHT with a weight above 0")
         mix.append((pack, w))
     total = sum(w for _, w in mix)
-    values = {"speed": 1.0, "pitch": 1.0}
+    values = {"speed": 1.0, "pitch": 1.0, "spread": 1.0}
     for setting in settings:
         key, _, value = setting.partition("=")
         if key.strip() not in values:
-            raise ConfigError(f"kokoro voice '{name}': unknown setting '{key.strip()}' (speed, pitch)")
+            raise ConfigError(f"kokoro voice '{name}': unknown setting '{key.strip()}' (speed, pitch, spread)")
         try:
             values[key.strip()] = float(value)
         except ValueError:
             raise ConfigError(f"kokoro voice '{name}': {key.strip()} '{value}' is not a number") from None
-    if not (0.5 <= values["speed"] <= 2.0 and 0.8 <= values["pitch"] <= 1.25):
-        raise ConfigError(f"kokoro voice '{name}': speed must lie in 0.5–2.0 and pitch in 0.8–1.25")
-    return VoiceSpec(tuple((p, w / total) for p, w in mix), values["speed"], values["pitch"])
+    if not (0.5 <= values["speed"] <= 2.0 and 0.8 <= values["pitch"] <= 1.25 and 1.0 <= values["spread"] <= 2.0):
+        raise ConfigError(f"kokoro voice '{name}': speed must lie in 0.5–2.0, pitch in 0.8–1.25 and spread in 1–2")
+    return VoiceSpec(tuple((p, w / total) for p, w in mix), values["speed"], values["pitch"], values["spread"])
 
 
 def blend_voices(n: int, seed: int, packs: list[str]) -> list[str]:
-    """n distinct mixture voices of two or three of ``packs``, with pace and pitch, from ``seed``."""
+    """n distinct voices from ``seed``: voice j is led by pack j mod len(packs), mixed with another
+    pack, spread, and set on a pitch level that changes each time the packs come round again."""
     if len(packs) < 2:
         raise ConfigError("kokoro blend(...): the voices file needs at least two voice packs")
     rng = np.random.default_rng([seed, n])
     out: dict[str, None] = {}
+    j = 0
     while len(out) < n:
-        k = int(rng.integers(2, min(3, len(packs)) + 1))
-        chosen = sorted(rng.choice(len(packs), size=k, replace=False).tolist())
-        weights = np.maximum(rng.dirichlet(np.ones(k)), 0.1)
-        weights = np.round(weights / weights.sum(), 2)
+        lead = packs[j % len(packs)]
+        other = [p for p in packs if p != lead][int(rng.integers(len(packs) - 1))]
+        weight = rng.uniform(0.6, 0.85)
+        level = _PITCH_LEVELS[(j // len(packs)) % len(_PITCH_LEVELS)]
+        pitch = level * rng.uniform(0.985, 1.015)
         speed = rng.uniform(*_SPEED_RANGE)
-        pitch = rng.uniform(*_PITCH_RANGE)
-        mix = "+".join(f"{packs[i]}*{w:.2f}" for i, w in zip(chosen, weights))
-        out[f"{mix};speed={speed:.2f};pitch={pitch:.2f}"] = None
+        out[f"{lead}*{weight:.2f}+{other}*{1 - weight:.2f};speed={speed:.2f};pitch={pitch:.2f};"
+            f"spread={_BLEND_SPREAD}"] = None
+        j += 1
     return list(out)
 
 
@@ -251,8 +261,11 @@ class KokoroBackend(TTSBackend):
                 if missing:
                     raise ConfigError(f"kokoro voice '{name}': no voice pack '{missing[0]}' in {voices_path} "
                                       f"(it has {', '.join(self._packs)})")
-                style = sum(w * packs[p].astype(np.float64) for p, w in spec.mix).astype(np.float32)
-                self._voices[name] = _Voice(name, spec, style)
+                style = sum(w * packs[p].astype(np.float64) for p, w in spec.mix)
+                if spec.spread != 1.0:
+                    centre = np.mean([packs[p].astype(np.float64) for p in self._packs], axis=0)
+                    style = centre + spec.spread * (style - centre)
+                self._voices[name] = _Voice(name, spec, style.astype(np.float32))
         model = onnx.load(str(model_path))
         self._duration = expose_durations(model)
         opts = ort.SessionOptions()
