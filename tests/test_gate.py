@@ -281,6 +281,15 @@ def test_the_judge_ignores_decoder_repeats_and_a_trailing_you():
     assert wer("Mixed.", "Next.", unit="char") > 0.5
 
 
+def test_a_compound_written_apart_or_together_is_the_same_words():
+    wer = WordErrorRate()
+    assert wer("Goodbye", "Good bye.") == 0.0 and wer("I run every day.", "I run everyday.") == 0.0
+    assert wer("I said goodbye to the good dog.", "I said good bye to the good dog.") == 0.0
+    # a pair the reference says apart stays apart, and a misheard half is still wrong
+    assert wer("Say good bye to him.", "Say good bye to him.") == 0.0
+    assert wer("Goodbye", "Good buy.") == 2.0 and wer("I run every day.", "I run everyway.") > 0.0
+
+
 def test_fraction_glyphs_are_read_as_the_words_said():
     """Whisper base writes "one quarter plus two quarters" as "1 ¼ plus 2 ¼"."""
     wer = WordErrorRate()
