@@ -166,8 +166,10 @@ class BackendSections(Section):
         return self.__pydantic_extra__[name]
 
 
-#: The user voices of the "default" preset: 64 seeded Kokoro mixtures (the assistant keeps one voice).
-DEFAULT_USER_VOICES = ["kokoro:blend(n=64, seed=0)"]
+#: The user voices of the "default" preset: 64 seeded Kokoro voices (the assistant keeps one voice),
+#: led by the four packs whose voices scored best on DNSMOS (jf_tebukuro-led ones scored 0.3-0.4
+#: below the others; it still mixes in); docs/benchmarks.md, "Many voices".
+DEFAULT_USER_VOICES = ["kokoro:blend(n=64, seed=0, leads=jf_alpha|jf_nezumi|jm_kumo|jf_gongitsune)"]
 
 
 def preset_voices(preset: str, backend: str) -> tuple[str, list[str]]:

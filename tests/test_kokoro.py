@@ -119,6 +119,14 @@ def test_blend_pools_are_seeded_and_distinct():
         assert len(pitches) == 5 and pitches[0] < 0.86 and pitches[-1] > 1.12
     config = parse_config({"synthesis": {"voices": "fast", "user_voices": ["joe", "kokoro:blend(n=3, seed=7)"]}})
     assert user_voices(config.synthesis) == ["joe", *(f"kokoro:{v}" for v in blend_voices(3, 7, PACKS))]
+    # leads: only the named packs lead, in turn; each still mixes with any other pack
+    led = [parse_voice(v) for v in blend_voices(8, 7, PACKS, ["jm_kumo", "jf_alpha"])]
+    assert [s.mix[0][0] for s in led] == ["jm_kumo", "jf_alpha"] * 4
+    assert {s.mix[1][0] for s in led} - {"jm_kumo", "jf_alpha"}
+    config = parse_config({"synthesis": {"voices": "fast", "user_voices": ["kokoro:blend(n=4, seed=7, leads=jm_kumo|jf_alpha)"]}})
+    assert user_voices(config.synthesis) == [f"kokoro:{v}" for v in blend_voices(4, 7, PACKS, ["jm_kumo", "jf_alpha"])]
+    with pytest.raises(ConfigError, match="no voice pack 'af_heart' to lead"):
+        blend_voices(4, 7, PACKS, ["af_heart"])
 
 
 def test_the_default_pool_has_many_user_voices_and_one_assistant(monkeypatch):

@@ -15,11 +15,12 @@ Voices:
   pitch and formants by the factor P, the pace kept: a longer or shorter vocal tract) and
   ``;spread=K`` (the style vector moved K times as far from the centre of the file's voice packs,
   past the mixture, 1–2);
-* ``blend(n=N, seed=S)`` — a pool generator: N distinct voices, each led by one voice pack (in
-  turn) mixed with another, spread 1.3, pitch on five levels from 0.84 to 1.15 (each pack meets
-  each level in turn) and pace 0.92–1.08, all seeded, expanded when the pool is built. Mixtures
-  inside the five packs sound alike to a speaker encoder; the spread and the pitch levels are
-  what make them distinct voices (see docs/benchmarks.md).
+* ``blend(n=N, seed=S)``, ``blend(n=N, seed=S, leads=A|B|C)`` — a pool generator: N distinct
+  voices, each led by one voice pack in turn (every pack, or those of ``leads``) mixed with
+  another, spread 1.3, pitch on five levels from 0.84 to 1.15 (each lead meets each level in
+  turn) and pace 0.92–1.08, all seeded, expanded when the pool is built. Mixtures inside the
+  five packs sound alike to a speaker encoder; the spread and the pitch levels are what make
+  them distinct voices (see docs/benchmarks.md).
 
 Kokoro draws no noise: the same text, voice and rate give the same samples (the request's seed
 is unused). The export has no duration output, so the loader exposes the duration predictor's
@@ -60,7 +61,7 @@ MAX_PHONEMES = 510  # the model's context, in phoneme tokens
 PACKAGED_MODEL = "kokoro-v1.0.int8.onnx"
 _MODEL_PARTS = 4
 _PUNCTUATION = ';:,.!?¡¿—…"«»“”()'
-_BLEND_RE = re.compile(r"blend\(\s*n\s*=\s*(\d+)\s*(?:,\s*seed\s*=\s*(-?\d+)\s*)?\)")
+_BLEND_RE = re.compile(r"blend\(\s*n\s*=\s*(\d+)\s*(?:,\s*seed\s*=\s*(-?\d+)\s*)?(?:,\s*leads\s*=\s*([\w|]+)\s*)?\)")
 _SPEED_RANGE = (0.92, 1.08)
 _PITCH_LEVELS = (0.84, 0.91, 0.98, 1.06, 1.15)
 _BLEND_SPREAD = 1.3
@@ -161,19 +162,24 @@ def parse_voice(name: str) -> VoiceSpec:
     return VoiceSpec(tuple((p, w / total) for p, w in mix), values["speed"], values["pitch"], values["spread"])
 
 
-def blend_voices(n: int, seed: int, packs: list[str]) -> list[str]:
-    """n distinct voices from ``seed``: voice j is led by pack j mod len(packs), mixed with another
-    pack, spread, and set on a pitch level that changes each time the packs come round again."""
+def blend_voices(n: int, seed: int, packs: list[str], leads: list[str] | None = None) -> list[str]:
+    """n distinct voices from ``seed``: voice j is led by ``leads[j mod len(leads)]`` (default: every
+    pack), mixed with another pack, spread, and set on a pitch level that changes each time the
+    leads come round again."""
     if len(packs) < 2:
         raise ConfigError("kokoro blend(...): the voices file needs at least two voice packs")
+    leads = leads or packs
+    unknown = [p for p in leads if p not in packs]
+    if unknown:
+        raise ConfigError(f"kokoro blend(...): no voice pack '{unknown[0]}' to lead (there are {', '.join(packs)})")
     rng = np.random.default_rng([seed, n])
     out: dict[str, None] = {}
     j = 0
     while len(out) < n:
-        lead = packs[j % len(packs)]
+        lead = leads[j % len(leads)]
         other = [p for p in packs if p != lead][int(rng.integers(len(packs) - 1))]
         weight = rng.uniform(0.6, 0.85)
-        level = _PITCH_LEVELS[(j // len(packs)) % len(_PITCH_LEVELS)]
+        level = _PITCH_LEVELS[(j // len(leads)) % len(_PITCH_LEVELS)]
         pitch = level * rng.uniform(0.985, 1.015)
         speed = rng.uniform(*_SPEED_RANGE)
         out[f"{lead}*{weight:.2f}+{other}*{1 - weight:.2f};speed={speed:.2f};pitch={pitch:.2f};"
@@ -237,7 +243,8 @@ class KokoroBackend(TTSBackend):
         match = _BLEND_RE.fullmatch(voice.strip())
         if not match:
             return [voice]
-        return blend_voices(int(match[1]), int(match[2] or 0), voice_names(synthesis.section("kokoro")))
+        leads = match[3].split("|") if match[3] else None
+        return blend_voices(int(match[1]), int(match[2] or 0), voice_names(synthesis.section("kokoro")), leads)
 
     @property
     def uses_gpu(self) -> bool:
