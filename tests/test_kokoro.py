@@ -8,20 +8,18 @@ import json
 
 import numpy as np
 import pytest
+from conftest import FAST_CONFIG
 
 from echoforge.backends.tts import VoiceRequest
 from echoforge.backends.tts.base import sentence_words
-from echoforge.backends.tts.kokoro import KokoroBackend, blend_voices, parse_voice, voice_names
+from echoforge.backends.tts.kokoro import KokoroBackend, KokoroConfig, blend_voices, parse_voice, voice_names
 from echoforge.backends.tts.kokoro import packaged_voices_path as kokoro_packs
 from echoforge.backends.tts.pool import VoicePool, user_voices
 from echoforge.commands.eval_gate import evaluate_gate
-from echoforge.backends.tts.kokoro import KokoroConfig
 from echoforge.config import parse_config
 from echoforge.errors import ConfigError
 from echoforge.pipeline.build import build
 from echoforge.transforms.synthesize import Synthesize
-
-from conftest import FAST_CONFIG
 
 PACKS = ["jf_alpha", "jf_gongitsune", "jf_nezumi", "jf_tebukuro", "jm_kumo"]
 MIX = "jf_alpha*0.5+jm_kumo*0.5"

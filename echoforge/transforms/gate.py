@@ -19,6 +19,7 @@ own audit, counted in the manifest.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import logging
 import re
 import unicodedata
@@ -106,12 +107,11 @@ class WordErrorRate:
         return float(jiwer.wer(ref, hyp) if unit == "word" else jiwer.cer(ref, hyp))
 
 
-
 def _as_compounded(ref: list[str], hyp: list[str]) -> list[str]:
     """``hyp`` with two words that the reference writes as one joined, and one word that the
     reference writes as two adjacent words split."""
     words, said = set(ref), f" {' '.join(ref)} "
-    pairs = {a + b: (a, b) for a, b in zip(ref, ref[1:])}
+    pairs = {a + b: (a, b) for a, b in itertools.pairwise(ref)}
     out: list[str] = []
     i = 0
     while i < len(hyp):

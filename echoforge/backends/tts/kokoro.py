@@ -126,7 +126,7 @@ def voice_names(config: KokoroConfig) -> list[str]:
 
 @dataclass(frozen=True)
 class VoiceSpec:
-    """A voice as named: voice packs with weights, a pace factor and a pitch factor."""
+    """A voice as named: voice packs with weights, a pace factor, a pitch factor and a spread."""
 
     mix: tuple[tuple[str, float], ...]
     speed: float = 1.0
