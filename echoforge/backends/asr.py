@@ -154,11 +154,10 @@ class WhisperASR:
 
     def __init__(self, model: str | None = None, device: str = "cpu", threads: int = 1,
                  beam_size: int = 1, timestamps: bool = False, compute_type: str | None = None,
-                 batch_size: int = 8, fallback: bool = True):
+                 batch_size: int = 8):
         self.model_path, self.device, self.threads = model, device, threads
         self.beam_size, self.timestamps, self.compute_type = beam_size, timestamps, compute_type
         self.batch_size = batch_size
-        self.fallback = fallback  # False: a padded transcript that fails its checks stands (no windowed transcribe)
         self._model = None
         self._tokenizer = None
 
@@ -262,18 +261,17 @@ class WhisperASR:
                     audio = audio16k(start + k)
                     pad = np.zeros(int(_PAD_S * WHISPER_RATE), np.float32)
                     padded = np.concatenate([pad[:WHISPER_RATE // 4], audio.astype(np.float32), pad])
-                    heard = self._greedy([self.encode(padded)], "padded", len(audio) / WHISPER_RATE, True,
-                                         strict=self.fallback)[0]
-                    if heard is None or (self.fallback and not heard.text):
+                    heard = self._greedy([self.encode(padded)], "padded", len(audio) / WHISPER_RATE, True)[0]
+                    if heard is None or not heard.text:
                         heard = self.transcribe(audio, path="fallback")  # Whisper base hears some speech as silence
                 out.append(heard)
         return out
 
     def _greedy(self, group: list[np.ndarray], path: str, seconds: float | None = None,
-                silence: bool = False, strict: bool = True) -> list[Transcript | None]:
+                silence: bool = False) -> list[Transcript | None]:
         """One batch of encoder states decoded greedily within each clip's token budget (of
         ``seconds`` of speech, else of the states' own length); None where it fails the checks
-        (unless not ``strict``), or, unless ``silence`` may stand, where Whisper heard no speech
+        or, unless ``silence`` may stand, where Whisper heard no speech
         (which Whisper base says of many one-word clips in the fast path)."""
         import ctranslate2
 
@@ -296,7 +294,7 @@ class WhisperASR:
             text = tok.decode(tokens[:budget]).strip()
             fault = fast_path_fault(len(tokens), budget, text, avg) or (None if tokens or silence else "no speech")
             confidence = round(math.exp(avg), 4) if tokens else 0.0
-            out.append(None if fault and strict else Transcript(text, [], confidence, self.identity()["asr"], path))
+            out.append(None if fault else Transcript(text, [], confidence, self.identity()["asr"], path))
         return out
 
 
