@@ -262,6 +262,7 @@ class KokoroBackend(TTSBackend):
         model_path, voices_path = _paths(self.config)
         with np.load(voices_path) as packs:
             self._packs = sorted(packs.files)
+            centre = None  # the mean of every pack, computed once for the voices that spread
             for name in dict.fromkeys(self.voices):
                 spec = parse_voice(name)
                 missing = [p for p, _ in spec.mix if p not in packs.files]
@@ -270,7 +271,8 @@ class KokoroBackend(TTSBackend):
                                       f"(it has {', '.join(self._packs)})")
                 style = sum(w * packs[p].astype(np.float64) for p, w in spec.mix)
                 if spec.spread != 1.0:
-                    centre = np.mean([packs[p].astype(np.float64) for p in self._packs], axis=0)
+                    if centre is None:
+                        centre = np.mean([packs[p].astype(np.float64) for p in self._packs], axis=0)
                     style = centre + spec.spread * (style - centre)
                 self._voices[name] = _Voice(name, spec, style.astype(np.float32))
         model = onnx.load(str(model_path))
